@@ -1,0 +1,301 @@
+//! Filter configuration: turns the revision Envoy hands to `config_new` into a loaded Go
+//! plugin with a parsed plugin config.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use edgefn_loader::Source;
+use edgefn_loader::{FetchOptions, GoExports, GoPluginLibrary, HostCallbacks, SecondRuntimePolicy};
+use edgefn_proto::EdgeFunctionRevision;
+use thiserror::Error;
+
+use crate::gohost::types::{capi, HttpConfig};
+use crate::gohost::{self, PROVIDED_CALLBACKS};
+
+/// Environment variable naming the artifact cache directory inside Envoy's process.
+pub const CACHE_DIR_ENV: &str = "EDGEFN_CACHE_DIR";
+
+/// Why a filter config was refused. Each message names the revision and what to fix.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("filter_config is not UTF-8 text: {0}; give the revision as JSON or YAML")]
+    NotText(std::str::Utf8Error),
+    #[error("{0}")]
+    Revision(#[from] edgefn_proto::RevisionError),
+    #[error("revision {revision:?}: {message}")]
+    Unsupported { revision: String, message: String },
+    #[error("revision {revision:?}: invalid {0}", .field)]
+    Field {
+        revision: String,
+        field: edgefn_proto::FieldError,
+    },
+    #[error("revision {revision:?}: cannot fetch the Go plugin: {source}")]
+    Fetch {
+        revision: String,
+        source: edgefn_loader::LoadError,
+    },
+    #[error("revision {revision:?}: cannot load the Go plugin: {source}")]
+    Load {
+        revision: String,
+        source: edgefn_loader::LoadError,
+    },
+    #[error("revision {revision:?}: {source}")]
+    HostSymbols {
+        revision: String,
+        source: gohost::HostSymbolsError,
+    },
+    #[error(
+        "revision {revision:?}: Go plugin {plugin:?} rejected its pluginConfig (its own log \
+         line above says why); fix spec.code.goPluginSource.pluginConfig"
+    )]
+    ParseRejected { revision: String, plugin: String },
+}
+
+/// The loaded plugin and its parsed config, shared by every stream of one filter config.
+pub struct GoFilterConfig {
+    pub revision: String,
+    /// The plugin name Go looks up its factory by; the address must stay stable.
+    pub plugin_name: Box<[u8]>,
+    pub exports: GoExports,
+    /// The id Go's `NewHttpPluginConfig` returned.
+    pub config_id: u64,
+    /// Envoy's worker count, the size of Go's per-worker request maps.
+    pub concurrency: u32,
+    /// Keeps the library registered (it is never unloaded anyway).
+    pub library: Arc<GoPluginLibrary>,
+}
+
+impl GoFilterConfig {
+    pub fn plugin_name_str(&self) -> std::borrow::Cow<'_, str> {
+        String::from_utf8_lossy(&self.plugin_name)
+    }
+}
+
+impl Drop for GoFilterConfig {
+    fn drop(&mut self) {
+        // SAFETY: the id came from this library's NewHttpPluginConfig and is destroyed once;
+        // no stream uses the config any more (each holds an Arc to it).
+        unsafe { (self.exports.destroy_http_plugin_config)(self.config_id, 0) };
+    }
+}
+
+/// The `httpConfig` handed to Go plus the memory it points to. Go owns it until
+/// `envoyGoConfigHttpFinalize`, which may run long after the filter config is gone.
+#[repr(C)]
+pub struct ConfigAllocation {
+    /// Must stay the first field: Go's `httpConfig*` is the allocation's address.
+    pub raw: HttpConfig,
+    plugin_name: Box<[u8]>,
+    any: Vec<u8>,
+    pub metrics: Metrics,
+}
+
+/// Builds the filter config for one `config_new` call.
+pub fn create(config_bytes: &[u8], concurrency: u32) -> Result<Arc<GoFilterConfig>, ConfigError> {
+    let text = std::str::from_utf8(config_bytes).map_err(ConfigError::NotText)?;
+    let revision = edgefn_proto::parse_revision(text)?;
+    let name = revision.name().to_owned();
+    let field = |field| ConfigError::Field {
+        revision: name.clone(),
+        field,
+    };
+
+    let source = revision
+        .spec
+        .code
+        .go_plugin_source
+        .as_ref()
+        .ok_or_else(|| ConfigError::Unsupported {
+            revision: name.clone(),
+            message: "only spec.code.goPluginSource is supported by this edgefn build; wasm \
+                      and JavaScript sources are not"
+                .to_owned(),
+        })?;
+    let url = source.url.clone().ok_or_else(|| ConfigError::Unsupported {
+        revision: name.clone(),
+        message: "spec.code.goPluginSource.oci is not supported yet; publish the plugin at an \
+                  http(s) or file URL and set spec.code.goPluginSource.url"
+            .to_owned(),
+    })?;
+    let plugin_name = plugin_name(&revision)?;
+    let expected_sha256 = revision
+        .expected_sha256()
+        .map_err(field)?
+        .map(str::to_owned);
+    let wrapping = revision.plugin_config_wrapping().map_err(field)?;
+    let any = edgefn_proto::plugin_config_any(&revision.spec, wrapping).map_err(field)?;
+
+    let options = FetchOptions {
+        cache_dir: cache_dir(),
+        expected_sha256,
+        ..Default::default()
+    };
+    let artifact =
+        edgefn_loader::fetch_blocking(&Source::Url(url), &options).map_err(|source| {
+            ConfigError::Fetch {
+                revision: name.clone(),
+                source,
+            }
+        })?;
+
+    gohost::install_host_symbols().map_err(|source| ConfigError::HostSymbols {
+        revision: name.clone(),
+        source,
+    })?;
+    let policy = SecondRuntimePolicy::from_env(SecondRuntimePolicy::Refuse).map_err(|source| {
+        ConfigError::Load {
+            revision: name.clone(),
+            source: source.into(),
+        }
+    })?;
+    // SAFETY: `install_host_symbols` succeeded, so the trampoline library defines every name
+    // in PROVIDED_CALLBACKS globally (and no contrib Envoy defines them first), each
+    // forwarding to a thread-safe implementation in `gohost::callbacks`.
+    let callbacks = unsafe { HostCallbacks::assume_installed(&PROVIDED_CALLBACKS) };
+    let library = GoPluginLibrary::open(&artifact.path, &callbacks, policy).map_err(|source| {
+        ConfigError::Load {
+            revision: name.clone(),
+            source,
+        }
+    })?;
+
+    let exports = *library.exports();
+    let config_id = new_plugin_config(&exports, &plugin_name, any, concurrency);
+    if config_id == 0 {
+        return Err(ConfigError::ParseRejected {
+            revision: name,
+            plugin: String::from_utf8_lossy(&plugin_name).into_owned(),
+        });
+    }
+    tracing::info!(
+        revision = %name,
+        plugin = %String::from_utf8_lossy(&plugin_name),
+        sha256 = %artifact.sha256,
+        config_id,
+        "Go plugin loaded"
+    );
+
+    Ok(Arc::new(GoFilterConfig {
+        revision: name,
+        plugin_name,
+        exports,
+        config_id,
+        concurrency,
+        library,
+    }))
+}
+
+fn plugin_name(revision: &EdgeFunctionRevision) -> Result<Box<[u8]>, ConfigError> {
+    match revision.plugin_name() {
+        Some(name) => Ok(name.as_bytes().into()),
+        None => Err(ConfigError::Unsupported {
+            revision: String::new(),
+            message: "no plugin name: set metadata.name or spec.code.metadata.name".to_owned(),
+        }),
+    }
+}
+
+/// Hands the plugin config to Go and returns its config id (0 when the plugin rejected it).
+fn new_plugin_config(
+    exports: &GoExports,
+    plugin_name: &[u8],
+    any: Vec<u8>,
+    concurrency: u32,
+) -> u64 {
+    let name: Box<[u8]> = plugin_name.into();
+    let mut allocation = Box::new(ConfigAllocation {
+        raw: HttpConfig {
+            plugin_name_ptr: name.as_ptr() as u64,
+            plugin_name_len: name.len() as u64,
+            config_ptr: any.as_ptr() as u64,
+            config_len: any.len() as u64,
+            is_route_config: 0,
+            concurrency,
+        },
+        plugin_name: name,
+        any,
+        metrics: Metrics::default(),
+    });
+    let raw = &mut allocation.raw as *mut HttpConfig;
+
+    // Go keeps the pointer and frees it through envoyGoConfigHttpFinalize.
+    Box::leak(allocation);
+    // SAFETY: `raw` points to a leaked, fully initialised httpConfig whose name and config
+    // bytes live in the same allocation.
+    unsafe { (exports.new_http_plugin_config)(raw.cast()) }
+}
+
+/// The cache directory: `$EDGEFN_CACHE_DIR`, else `$XDG_CACHE_HOME/edgefn`, else
+/// `$HOME/.cache/edgefn`, else the loader's default in the temporary directory.
+fn cache_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os(CACHE_DIR_ENV).filter(|v| !v.is_empty()) {
+        return PathBuf::from(dir);
+    }
+    if let Some(dir) = std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(dir).join("edgefn");
+    }
+    if let Some(home) = std::env::var_os("HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(home).join(".cache").join("edgefn");
+    }
+    FetchOptions::default().cache_dir
+}
+
+/// Metrics a Go plugin defines through `envoyGoFilterHttpDefineMetric`.
+///
+/// NOTE: they live in edgefn's memory and are not exported as Envoy stats, because the
+/// dynamic-modules ABI only allows defining stats while `config_new` runs, before Go parses.
+#[derive(Default)]
+pub struct Metrics {
+    values: Mutex<Vec<(u32, String, i64)>>,
+}
+
+const METRIC_COUNTER: u32 = 0;
+const METRIC_GAUGE: u32 = 1;
+const METRIC_HISTOGRAM: u32 = 2;
+
+impl Metrics {
+    /// Registers a metric; ids carry the type in their low two bits, as in Envoy's golang
+    /// filter (counters 4, 8, ...; gauges 5, 9, ...; histograms 6, 10, ...).
+    pub fn define(&self, metric_type: u32, name: String) -> Option<u32> {
+        if metric_type > METRIC_HISTOGRAM {
+            return None;
+        }
+        let mut values = self.values.lock().unwrap_or_else(|p| p.into_inner());
+        values.push((metric_type, name, 0));
+        u32::try_from(values.len())
+            .ok()
+            .map(|index| (index << 2) | metric_type)
+    }
+
+    fn slot<T>(&self, id: u32, body: impl FnOnce(u32, &mut i64) -> T) -> Option<T> {
+        let mut values = self.values.lock().unwrap_or_else(|p| p.into_inner());
+        let index = usize::try_from(id >> 2).ok()?.checked_sub(1)?;
+        let (metric_type, _, value) = values.get_mut(index)?;
+        (*metric_type == id & 3).then(|| body(*metric_type, value))
+    }
+
+    pub fn increment(&self, id: u32, offset: i64) -> i32 {
+        let result = self.slot(id, |metric_type, value| match metric_type {
+            METRIC_COUNTER if offset > 0 => *value = value.saturating_add(offset),
+            METRIC_GAUGE => *value = value.saturating_add(offset),
+            _ => {}
+        });
+        result.map_or(capi::VALUE_NOT_FOUND, |()| capi::OK)
+    }
+
+    pub fn get(&self, id: u32) -> Option<u64> {
+        self.slot(id, |metric_type, value| {
+            (metric_type != METRIC_HISTOGRAM).then_some(*value as u64)
+        })
+        .flatten()
+    }
+
+    pub fn record(&self, id: u32, recorded: u64) -> i32 {
+        let recorded = i64::try_from(recorded).unwrap_or(i64::MAX);
+        let result = self.slot(id, |metric_type, value| match metric_type {
+            METRIC_COUNTER => *value = value.saturating_add(recorded),
+            _ => *value = recorded,
+        });
+        result.map_or(capi::VALUE_NOT_FOUND, |()| capi::OK)
+    }
+}

@@ -1,0 +1,329 @@
+//! The event hooks Envoy calls (`envoy_dynamic_module_on_*`). Each one catches Rust panics, so
+//! a bug in edgefn becomes a logged error and a 500 for that request (or a refused config),
+//! never an abort of Envoy.
+
+use std::any::Any;
+use std::ffi::{c_char, c_void};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use crate::abi::{EnvoyBuffer, HttpHeader};
+use crate::config::{self, GoFilterConfig};
+use crate::envoy::{byte_slice, EnvoyStream};
+use crate::shared::{DECODE, ENCODE};
+use crate::stream::Stream;
+
+/// Panics caught in edgefn's own code since the module was loaded.
+pub static RUST_PANICS: AtomicU64 = AtomicU64::new(0);
+/// Panic replies Go plugins asked for since the module was loaded.
+pub static GO_PANICS: AtomicU64 = AtomicU64::new(0);
+
+/// Logs a caught panic with the hook name and the running total.
+pub fn report_panic(hook: &str, payload: &(dyn Any + Send)) {
+    let message = payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "non-string panic payload".to_owned());
+    let total = RUST_PANICS.fetch_add(1, Ordering::Relaxed) + 1;
+    tracing::error!(hook, total, "edgefn panicked: {message}");
+}
+
+/// Test-only fault injection: `EDGEFN_TEST_PANIC_IN=<hook name>` makes that hook panic, so the
+/// tests can prove a panic never takes Envoy down.
+fn maybe_test_panic(hook: &str) {
+    static TARGET: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    let target = TARGET.get_or_init(|| std::env::var("EDGEFN_TEST_PANIC_IN").ok());
+    if target.as_deref() == Some(hook) {
+        panic!("test panic requested in {hook}");
+    }
+}
+
+/// Borrows the stream behind a module pointer.
+///
+/// # Safety
+/// `module` must be NULL or a pointer returned by `on_http_filter_new` and not destroyed.
+unsafe fn stream_ref<'a>(module: *const c_void) -> Option<&'a Stream> {
+    // SAFETY: forwarded from the caller.
+    unsafe { (module as *const Stream).as_ref() }
+}
+
+/// Runs a stream hook; a panic fails the stream with a 500 and returns `on_panic`.
+fn stream_hook(
+    module: *const c_void,
+    hook: &str,
+    on_panic: u32,
+    body: impl FnOnce(&Stream) -> u32,
+) -> u32 {
+    // SAFETY: Envoy passes back the pointer `on_http_filter_new` returned, alive until destroy.
+    let Some(stream) = (unsafe { stream_ref(module) }) else {
+        return 0;
+    };
+    match catch_unwind(AssertUnwindSafe(|| {
+        maybe_test_panic(hook);
+        body(stream)
+    })) {
+        Ok(status) => status,
+        Err(payload) => {
+            report_panic(hook, payload.as_ref());
+            let _ = catch_unwind(AssertUnwindSafe(|| stream.fail("edgefn_internal_error")));
+            on_panic
+        }
+    }
+}
+
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_program_init() -> *const c_char {
+    crate::logging::install();
+    crate::abi::ABI_VERSION.as_ptr()
+}
+
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_config_new(
+    _config_envoy: *mut c_void,
+    name: EnvoyBuffer,
+    config: EnvoyBuffer,
+) -> *const c_void {
+    let result = catch_unwind(|| {
+        maybe_test_panic("config_new");
+        // SAFETY: Envoy's buffers are valid for the duration of this call.
+        let (name, config) = unsafe {
+            (
+                byte_slice(name.ptr, name.length),
+                byte_slice(config.ptr, config.length),
+            )
+        };
+        let concurrency = crate::envoy::concurrency().max(1);
+        config::create(config, concurrency)
+            .map_err(|error| (String::from_utf8_lossy(name).into_owned(), error))
+    });
+    match result {
+        Ok(Ok(config)) => Arc::into_raw(config) as *const c_void,
+        Ok(Err((filter, error))) => {
+            tracing::error!(filter_name = %filter, "edgefn refused the filter config: {error}");
+            std::ptr::null()
+        }
+        Err(payload) => {
+            report_panic("config_new", payload.as_ref());
+            std::ptr::null()
+        }
+    }
+}
+
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_config_destroy(config: *const c_void) {
+    let result = catch_unwind(|| {
+        if !config.is_null() {
+            // SAFETY: `config` came from `Arc::into_raw` in config_new and is destroyed once.
+            drop(unsafe { Arc::from_raw(config as *const GoFilterConfig) });
+        }
+    });
+    if let Err(payload) = result {
+        report_panic("config_destroy", payload.as_ref());
+    }
+}
+
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_new(
+    config: *const c_void,
+    filter_envoy: *mut c_void,
+) -> *const c_void {
+    let result = catch_unwind(|| {
+        maybe_test_panic("filter_new");
+        // SAFETY: `config` is the live pointer from config_new; the stream takes its own
+        // reference, so the config outlives every stream using it.
+        let config = unsafe {
+            Arc::increment_strong_count(config as *const GoFilterConfig);
+            Arc::from_raw(config as *const GoFilterConfig)
+        };
+        Box::into_raw(Box::new(Stream::new(
+            EnvoyStream::new(filter_envoy),
+            config,
+        ))) as *const c_void
+    });
+    match result {
+        Ok(stream) => stream,
+        Err(payload) => {
+            report_panic("filter_new", payload.as_ref());
+            // NULL would still reach the stream hooks, which tolerate it.
+            std::ptr::null()
+        }
+    }
+}
+
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_destroy(module: *const c_void) {
+    if module.is_null() {
+        return;
+    }
+    let result = catch_unwind(|| {
+        maybe_test_panic("destroy");
+        // SAFETY: Envoy destroys each stream once, with the pointer filter_new returned.
+        let stream = unsafe { Box::from_raw(module as *mut Stream) };
+        stream.destroy();
+    });
+    if let Err(payload) = result {
+        report_panic("destroy", payload.as_ref());
+    }
+}
+
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_request_headers(
+    _filter: *mut c_void,
+    module: *const c_void,
+    end_stream: bool,
+) -> u32 {
+    stream_hook(module, "request_headers", 1, |s| {
+        s.on_headers(DECODE, end_stream)
+    })
+}
+
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_request_body(
+    _filter: *mut c_void,
+    module: *const c_void,
+    end_stream: bool,
+) -> u32 {
+    stream_hook(module, "request_body", 3, |s| s.on_data(DECODE, end_stream))
+}
+
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_request_trailers(
+    _filter: *mut c_void,
+    module: *const c_void,
+) -> u32 {
+    stream_hook(module, "request_trailers", 1, |s| s.on_trailers(DECODE))
+}
+
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_response_headers(
+    _filter: *mut c_void,
+    module: *const c_void,
+    end_stream: bool,
+) -> u32 {
+    stream_hook(module, "response_headers", 1, |s| {
+        s.on_headers(ENCODE, end_stream)
+    })
+}
+
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_response_body(
+    _filter: *mut c_void,
+    module: *const c_void,
+    end_stream: bool,
+) -> u32 {
+    stream_hook(module, "response_body", 3, |s| {
+        s.on_data(ENCODE, end_stream)
+    })
+}
+
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_response_trailers(
+    _filter: *mut c_void,
+    module: *const c_void,
+) -> u32 {
+    stream_hook(module, "response_trailers", 1, |s| s.on_trailers(ENCODE))
+}
+
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_stream_complete(
+    _filter: *mut c_void,
+    module: *const c_void,
+) {
+    stream_hook(module, "stream_complete", 0, |s| {
+        s.on_stream_complete();
+        0
+    });
+}
+
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_scheduled(
+    _filter: *mut c_void,
+    module: *const c_void,
+    _event_id: u64,
+) {
+    stream_hook(module, "scheduled", 0, |s| {
+        s.on_scheduled();
+        0
+    });
+}
+
+// Hooks Envoy requires but edgefn has no use for: HTTP callouts and streams it never starts,
+// and downstream watermarks.
+
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_http_callout_done(
+    _filter: *mut c_void,
+    _module: *const c_void,
+    _callout_id: u64,
+    _result: u32,
+    _headers: *mut HttpHeader,
+    _headers_len: usize,
+    _body: *mut EnvoyBuffer,
+    _body_len: usize,
+) {
+}
+
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_headers(
+    _filter: *mut c_void,
+    _module: *const c_void,
+    _stream_id: u64,
+    _headers: *mut HttpHeader,
+    _headers_len: usize,
+    _end_stream: bool,
+) {
+}
+
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_data(
+    _filter: *mut c_void,
+    _module: *const c_void,
+    _stream_id: u64,
+    _data: *const EnvoyBuffer,
+    _data_len: usize,
+    _end_stream: bool,
+) {
+}
+
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_trailers(
+    _filter: *mut c_void,
+    _module: *const c_void,
+    _stream_id: u64,
+    _trailers: *mut HttpHeader,
+    _trailers_len: usize,
+) {
+}
+
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_complete(
+    _filter: *mut c_void,
+    _module: *const c_void,
+    _stream_id: u64,
+) {
+}
+
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_reset(
+    _filter: *mut c_void,
+    _module: *const c_void,
+    _stream_id: u64,
+    _reason: u32,
+) {
+}
+
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_downstream_above_write_buffer_high_watermark(
+    _filter: *mut c_void,
+    _module: *const c_void,
+) {
+}
+
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_downstream_below_write_buffer_low_watermark(
+    _filter: *mut c_void,
+    _module: *const c_void,
+) {
+}
