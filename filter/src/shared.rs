@@ -147,6 +147,9 @@ pub struct Direction {
     pub end_stream_delivered: bool,
     /// Trailers arrived and Go has not seen them yet.
     pub trailers_pending: bool,
+    /// Go's SDK panicked because the plugin asked to buffer a body after headers that ended
+    /// the stream; edgefn continues instead of answering 500.
+    pub buffer_without_body: bool,
 }
 
 /// A body chunk shown to Go, addressed by the handle passed to `envoyGoFilterOnHttpData`.

@@ -455,6 +455,10 @@ impl Stream {
         context: Context,
     ) -> Result<(), String> {
         let state = inner.dirs[dir].state;
+        let mut status = status;
+        if std::mem::take(&mut inner.dirs[dir].buffer_without_body) {
+            status = go_status::CONTINUE;
+        }
         if status == go_status::RUNNING || status == go_status::LOCAL_REPLY {
             return Ok(());
         }
@@ -491,7 +495,7 @@ impl Stream {
                 let d = &mut inner.dirs[dir];
                 let ended = d.end_stream_delivered;
                 let chunks = std::mem::take(&mut d.chunks);
-                let mut keep = |d: &mut crate::shared::Direction| {
+                let keep = |d: &mut crate::shared::Direction| {
                     for chunk in chunks {
                         d.released.extend_from_slice(&chunk.data);
                     }

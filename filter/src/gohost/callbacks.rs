@@ -275,6 +275,9 @@ unsafe extern "C" fn http_send_panic_reply(
                 return capi::INTERNAL_FAILURE;
             };
             let details = go_bytes(details, details_len).to_vec();
+            if is_buffer_without_body(block, &details) {
+                return capi::OK;
+            }
             let total = crate::hooks::GO_PANICS.fetch_add(1, Ordering::Relaxed) + 1;
             tracing::error!(
                 revision = %block.shared.config.revision,
@@ -297,6 +300,37 @@ unsafe extern "C" fn http_send_panic_reply(
             capi::OK
         },
     )
+}
+
+/// The panic Envoy's Go SDK raises inside `OnHttpHeader` when a plugin returns StopAndBuffer
+/// or StopAndBufferWatermark for headers that end the stream (a GET, a 204 response).
+const BUFFER_WITHOUT_BODY_PANIC: &[u8] = b"received wait data status when there is no data";
+
+/// Recognises the SDK's panic for buffering a stream that has no body, raised on the worker
+/// inside a header call with end_stream. There is no body to wait for, so edgefn treats the
+/// status as Continue (the request goes on) rather than answering 500.
+fn is_buffer_without_body(block: &RequestBlock, details: &[u8]) -> bool {
+    let pattern = BUFFER_WITHOUT_BODY_PANIC;
+    if !is_worker(block)
+        || !details
+            .windows(pattern.len())
+            .any(|window| window == pattern)
+    {
+        return false;
+    }
+    let mut inner = block.shared.lock();
+    let processing_final_headers = |d: &crate::shared::Direction| {
+        d.state == crate::gohost::types::FilterState::ProcessingHeader && d.headers_end_stream
+    };
+    let Some(d) = inner.dirs.iter_mut().find(|d| processing_final_headers(d)) else {
+        return false;
+    };
+    d.buffer_without_body = true;
+    tracing::warn!(
+        plugin = %block.shared.config.plugin_name_str(),
+        "plugin asked to buffer the body of a stream that has none; continuing"
+    );
+    true
 }
 
 // === Headers and trailers ===

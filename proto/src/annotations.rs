@@ -1,0 +1,87 @@
+//! edgefn's own options, carried as `metadata.annotations` so that the object stays a valid
+//! Apoxy EdgeFunctionRevision.
+
+use crate::error::{self, FieldError};
+use crate::plugin_config::AnyWrapping;
+use crate::types::EdgeFunctionRevision;
+
+/// Expected SHA-256 of the fetched artifact, as 64 lower-case hex characters.
+pub const SHA256_ANNOTATION: &str = "edgefn.dev/sha256";
+
+/// Wrapping of the plugin config: `struct` (the default) or `typed-struct`, as in
+/// [`AnyWrapping`].
+pub const PLUGIN_CONFIG_TYPE_ANNOTATION: &str = "edgefn.dev/plugin-config-type";
+
+/// Prefix of edgefn's annotations. Any other key with this prefix is rejected, so that a
+/// misspelt option is not ignored.
+pub const ANNOTATION_PREFIX: &str = "edgefn.dev/";
+
+const KNOWN_ANNOTATIONS: &[&str] = &[SHA256_ANNOTATION, PLUGIN_CONFIG_TYPE_ANNOTATION];
+
+fn annotation_path(name: &str) -> String {
+    error::key("metadata.annotations", name)
+}
+
+impl EdgeFunctionRevision {
+    /// Returns the `edgefn.dev/sha256` annotation, or `None` when it is absent.
+    pub fn expected_sha256(&self) -> Result<Option<&str>, FieldError> {
+        let Some(value) = self.metadata.annotations.get(SHA256_ANNOTATION) else {
+            return Ok(None);
+        };
+
+        let is_lower_hex = |c: char| c.is_ascii_digit() || ('a'..='f').contains(&c);
+        if value.len() == 64 && value.chars().all(is_lower_hex) {
+            Ok(Some(value))
+        } else {
+            Err(FieldError::new(
+                annotation_path(SHA256_ANNOTATION),
+                format!(
+                    "invalid SHA-256 {value:?}: expected exactly 64 lower-case hex characters \
+                     (found {} characters)",
+                    value.chars().count()
+                ),
+            ))
+        }
+    }
+
+    /// Returns the `edgefn.dev/plugin-config-type` annotation, [`AnyWrapping::Struct`] when it
+    /// is absent.
+    pub fn plugin_config_wrapping(&self) -> Result<AnyWrapping, FieldError> {
+        let Some(value) = self.metadata.annotations.get(PLUGIN_CONFIG_TYPE_ANNOTATION) else {
+            return Ok(AnyWrapping::default());
+        };
+
+        AnyWrapping::parse(value).ok_or_else(|| {
+            FieldError::new(
+                annotation_path(PLUGIN_CONFIG_TYPE_ANNOTATION),
+                format!("unsupported value {value:?}, expected struct or typed-struct"),
+            )
+        })
+    }
+}
+
+/// Validates edgefn's annotations on `revision.metadata.annotations` and returns one error per
+/// invalid annotation.
+pub(crate) fn validate_annotations(revision: &EdgeFunctionRevision) -> Vec<FieldError> {
+    let mut errors = Vec::new();
+
+    for name in revision.metadata.annotations.keys() {
+        if name.starts_with(ANNOTATION_PREFIX) && !KNOWN_ANNOTATIONS.contains(&name.as_str()) {
+            errors.push(FieldError::new(
+                annotation_path(name),
+                format!(
+                    "unknown edgefn annotation, expected one of {}",
+                    KNOWN_ANNOTATIONS.join(", ")
+                ),
+            ));
+        }
+    }
+
+    if let Err(error) = revision.expected_sha256() {
+        errors.push(error);
+    }
+    if let Err(error) = revision.plugin_config_wrapping() {
+        errors.push(error);
+    }
+    errors
+}
