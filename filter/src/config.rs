@@ -34,9 +34,10 @@ pub enum ConfigError {
         revision: String,
         source: edgefn_loader::LoadError,
     },
-    #[error("revision {revision:?}: cannot load the Go plugin: {source}")]
+    #[error("revision {revision:?}: cannot load the Go plugin fetched from {url}: {source}")]
     Load {
         revision: String,
+        url: String,
         source: edgefn_loader::LoadError,
     },
     #[error("revision {revision:?}: {source}")]
@@ -61,8 +62,6 @@ pub struct GoFilterConfig {
     pub config_id: u64,
     /// Envoy's worker count, the size of Go's per-worker request maps.
     pub concurrency: u32,
-    /// Keeps the library registered (it is never unloaded anyway).
-    pub library: Arc<GoPluginLibrary>,
 }
 
 impl GoFilterConfig {
@@ -130,34 +129,26 @@ pub fn create(config_bytes: &[u8], concurrency: u32) -> Result<Arc<GoFilterConfi
         expected_sha256,
         ..Default::default()
     };
-    let artifact =
-        edgefn_loader::fetch_blocking(&Source::Url(url), &options).map_err(|source| {
-            ConfigError::Fetch {
-                revision: name.clone(),
-                source,
-            }
-        })?;
+    let plugin_source = Source::Url(url);
+    let artifact = edgefn_loader::fetch_blocking(&plugin_source, &options).map_err(|source| {
+        ConfigError::Fetch {
+            revision: name.clone(),
+            source,
+        }
+    })?;
 
     gohost::install_host_symbols().map_err(|source| ConfigError::HostSymbols {
         revision: name.clone(),
         source,
     })?;
-    let policy = SecondRuntimePolicy::from_env(SecondRuntimePolicy::Refuse).map_err(|source| {
-        ConfigError::Load {
-            revision: name.clone(),
-            source: source.into(),
-        }
-    })?;
+    let policy = SecondRuntimePolicy::from_env(SecondRuntimePolicy::Refuse)
+        .map_err(|error| load_error(&name, &plugin_source, error.into()))?;
     // SAFETY: `install_host_symbols` succeeded, so the trampoline library defines every name
     // in PROVIDED_CALLBACKS globally (and no contrib Envoy defines them first), each
     // forwarding to a thread-safe implementation in `gohost::callbacks`.
     let callbacks = unsafe { HostCallbacks::assume_installed(&PROVIDED_CALLBACKS) };
-    let library = GoPluginLibrary::open(&artifact.path, &callbacks, policy).map_err(|source| {
-        ConfigError::Load {
-            revision: name.clone(),
-            source,
-        }
-    })?;
+    let library = GoPluginLibrary::open(&artifact.path, &callbacks, policy)
+        .map_err(|error| load_error(&name, &plugin_source, error))?;
 
     let exports = *library.exports();
     let config_id = new_plugin_config(&exports, &plugin_name, any, concurrency);
@@ -181,8 +172,15 @@ pub fn create(config_bytes: &[u8], concurrency: u32) -> Result<Arc<GoFilterConfi
         exports,
         config_id,
         concurrency,
-        library,
     }))
+}
+
+fn load_error(revision: &str, source: &Source, error: edgefn_loader::LoadError) -> ConfigError {
+    ConfigError::Load {
+        revision: revision.to_owned(),
+        url: source.to_string(),
+        source: error,
+    }
 }
 
 fn plugin_name(revision: &EdgeFunctionRevision) -> Result<Box<[u8]>, ConfigError> {

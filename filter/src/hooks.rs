@@ -3,6 +3,8 @@
 //! never an abort of Envoy.
 
 use std::any::Any;
+use std::cell::RefCell;
+use std::collections::HashSet;
 use std::ffi::{c_char, c_void};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -40,13 +42,19 @@ fn maybe_test_panic(hook: &str) {
     }
 }
 
-/// Borrows the stream behind a module pointer.
-///
-/// # Safety
-/// `module` must be NULL or a pointer returned by `on_http_filter_new` and not destroyed.
-unsafe fn stream_ref<'a>(module: *const c_void) -> Option<&'a Stream> {
-    // SAFETY: forwarded from the caller.
-    unsafe { (module as *const Stream).as_ref() }
+thread_local! {
+    /// Streams created on this worker and not destroyed yet. Every stream hook runs on the
+    /// stream's worker, so a pointer Envoy passes that is not in this set (already destroyed,
+    /// or never created) is ignored instead of being used after free.
+    static LIVE_STREAMS: RefCell<HashSet<usize>> = RefCell::new(HashSet::new());
+}
+
+/// Borrows the stream behind a module pointer if it is live on this thread.
+fn stream_ref<'a>(module: *const c_void) -> Option<&'a Stream> {
+    let live = LIVE_STREAMS.with(|set| set.borrow().contains(&(module as usize)));
+    // SAFETY: a live pointer came from `Box::into_raw` in `on_http_filter_new` and is freed
+    // only after it leaves the set in `on_http_filter_destroy`.
+    live.then(|| unsafe { &*(module as *const Stream) })
 }
 
 /// Runs a stream hook; a panic fails the stream with a 500 and returns `on_panic`.
@@ -56,8 +64,7 @@ fn stream_hook(
     on_panic: u32,
     body: impl FnOnce(&Stream) -> u32,
 ) -> u32 {
-    // SAFETY: Envoy passes back the pointer `on_http_filter_new` returned, alive until destroy.
-    let Some(stream) = (unsafe { stream_ref(module) }) else {
+    let Some(stream) = stream_ref(module) else {
         return 0;
     };
     match catch_unwind(AssertUnwindSafe(|| {
@@ -137,10 +144,10 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_new(
             Arc::increment_strong_count(config as *const GoFilterConfig);
             Arc::from_raw(config as *const GoFilterConfig)
         };
-        Box::into_raw(Box::new(Stream::new(
-            EnvoyStream::new(filter_envoy),
-            config,
-        ))) as *const c_void
+        let stream = Stream::new(EnvoyStream::new(filter_envoy), config);
+        let stream = Box::into_raw(Box::new(stream));
+        LIVE_STREAMS.with(|set| set.borrow_mut().insert(stream as usize));
+        stream as *const c_void
     });
     match result {
         Ok(stream) => stream,
@@ -158,9 +165,15 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_destroy(module: *const c_v
         return;
     }
     let result = catch_unwind(|| {
-        maybe_test_panic("destroy");
-        // SAFETY: Envoy destroys each stream once, with the pointer filter_new returned.
+        let was_live = LIVE_STREAMS.with(|set| set.borrow_mut().remove(&(module as usize)));
+        if !was_live {
+            tracing::warn!("destroy called for a stream that is not live; ignored");
+            return;
+        }
+        // SAFETY: the pointer was live, so it came from `Box::into_raw` in filter_new, and
+        // removing it from the set above makes this the only free.
         let stream = unsafe { Box::from_raw(module as *mut Stream) };
+        maybe_test_panic("destroy");
         stream.destroy();
     });
     if let Err(payload) = result {
