@@ -32,13 +32,13 @@ pub enum ConfigError {
     #[error("revision {revision:?}: cannot fetch the Go plugin: {source}")]
     Fetch {
         revision: String,
-        source: edgefn_loader::LoadError,
+        source: Box<edgefn_loader::LoadError>,
     },
     #[error("revision {revision:?}: cannot load the Go plugin fetched from {url}: {source}")]
     Load {
         revision: String,
         url: String,
-        source: edgefn_loader::LoadError,
+        source: Box<edgefn_loader::LoadError>,
     },
     #[error("revision {revision:?}: {source}")]
     HostSymbols {
@@ -133,7 +133,7 @@ pub fn create(config_bytes: &[u8], concurrency: u32) -> Result<Arc<GoFilterConfi
     let artifact = edgefn_loader::fetch_blocking(&plugin_source, &options).map_err(|source| {
         ConfigError::Fetch {
             revision: name.clone(),
-            source,
+            source: Box::new(source),
         }
     })?;
 
@@ -179,7 +179,7 @@ fn load_error(revision: &str, source: &Source, error: edgefn_loader::LoadError) 
     ConfigError::Load {
         revision: revision.to_owned(),
         url: source.to_string(),
-        source: error,
+        source: Box::new(error),
     }
 }
 

@@ -19,7 +19,7 @@ pub fn install() {
         .finish();
     let subscriber = tracing_subscriber::layer::SubscriberExt::with(
         subscriber,
-        tracing_subscriber::filter::filter_fn(|metadata| enabled(metadata)),
+        tracing_subscriber::filter::filter_fn(enabled),
     );
     let _ = tracing::subscriber::set_global_default(subscriber);
 }

@@ -35,5 +35,6 @@ func All(library string) []Plugin {
 		{typedStructConfigName, greetingFactory, typedStructConfigParser{}},
 		{streamInfoName, streamInfoFactory, noConfigParser{plugin: streamInfoName}},
 		{noopName, noopFactory, anyConfigParser{}},
+		{copyHeaderName, copyHeaderFactory, copyHeaderParser{}},
 	}
 }

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The one test command: installs what is missing (scripts/setup.sh), checks formatting and
+# lints, builds libedgefn.so, then runs every test in the workspace, the integration tests
+# against the real Envoy included. The first failing step fails the script.
+#
+# Usage: scripts/test.sh [extra `cargo test` arguments, for example a test name filter]
+set -euo pipefail
+
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$repo"
+
+# Cargo's build cache stays in the clone, even when the caller set CARGO_TARGET_DIR elsewhere.
+export CARGO_TARGET_DIR="$repo/target"
+# The integration tests find Envoy, the Go test plugins, libedgefn.so and Python through these.
+export EDGEFN_ENVOY="$repo/.work/bin/envoy"
+export EDGEFN_PLUGINS_DIR="$repo/.work/plugins"
+export EDGEFN_MODULE_DIR="$CARGO_TARGET_DIR/release"
+export EDGEFN_PYTHON="$repo/.venv/bin/python"
+# The loader's own tests open one Go filter plugin directly, without Envoy.
+export EDGEFN_TEST_PLUGIN="$EDGEFN_PLUGINS_DIR/testplugins.so"
+# Bounds the test run (not the build), so a hung test fails the script before CI's time limit.
+readonly TEST_TIMEOUT=30m
+
+run_step() {
+  local name="$1"
+  shift
+  local started=$SECONDS
+  printf '==> %s: %s\n' "$name" "$*"
+  "$@"
+  printf '==> %s: done in %ss\n' "$name" "$((SECONDS - started))"
+}
+
+run_step setup bash scripts/setup.sh
+run_step fmt cargo fmt --all --check
+run_step clippy cargo clippy --workspace --all-targets -- -D warnings
+run_step build-filter cargo build --release -p edgefn-filter
+run_step build-tests cargo test --workspace --no-run
+run_step test timeout --signal=KILL "$TEST_TIMEOUT" cargo test --workspace "$@"
