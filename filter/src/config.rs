@@ -110,12 +110,16 @@ pub fn create(config_bytes: &[u8], concurrency: u32) -> Result<Arc<GoFilterConfi
                       and JavaScript sources are not"
                 .to_owned(),
         })?;
-    let url = source.url.clone().ok_or_else(|| ConfigError::Unsupported {
-        revision: name.clone(),
-        message: "spec.code.goPluginSource.oci is not supported yet; publish the plugin at an \
-                  http(s) or file URL and set spec.code.goPluginSource.url"
-            .to_owned(),
-    })?;
+    let plugin_source = match (&source.url, &source.oci) {
+        (Some(url), _) => Source::Url(url.clone()),
+        (None, Some(oci)) => Source::Oci(oci_source(oci)),
+        (None, None) => {
+            return Err(ConfigError::Unsupported {
+                revision: name.clone(),
+                message: "spec.code.goPluginSource has neither url nor oci; set one".to_owned(),
+            })
+        }
+    };
     let plugin_name = plugin_name(&revision)?;
     let expected_sha256 = revision
         .expected_sha256()
@@ -129,7 +133,6 @@ pub fn create(config_bytes: &[u8], concurrency: u32) -> Result<Arc<GoFilterConfi
         expected_sha256,
         ..Default::default()
     };
-    let plugin_source = Source::Url(url);
     let artifact = edgefn_loader::fetch_blocking(&plugin_source, &options).map_err(|source| {
         ConfigError::Fetch {
             revision: name.clone(),
@@ -173,6 +176,37 @@ pub fn create(config_bytes: &[u8], concurrency: u32) -> Result<Arc<GoFilterConfi
         config_id,
         concurrency,
     }))
+}
+
+/// Converts `goPluginSource.oci`. `passwordData` wins over `password`, as in Apoxy, which
+/// moves the password there and reads only `passwordData`.
+fn oci_source(oci: &edgefn_proto::OciImageRef) -> edgefn_loader::OciSource {
+    use edgefn_loader::{OciCredentials, Secret, SecretRef};
+
+    let credentials = match (&oci.credentials, &oci.credentials_ref) {
+        (Some(inline), _) => Some(match &inline.password_data {
+            Some(data) => OciCredentials::PasswordData {
+                username: inline.username.clone(),
+                password_data: Secret::new(data.0.clone()),
+            },
+            None => OciCredentials::Password {
+                username: inline.username.clone(),
+                password: Secret::new(inline.password.clone()),
+            },
+        }),
+        (None, Some(reference)) => Some(OciCredentials::SecretRef(SecretRef {
+            group: reference.group.clone(),
+            kind: reference.kind.clone(),
+            name: reference.name.clone(),
+            namespace: reference.namespace.clone(),
+        })),
+        (None, None) => None,
+    };
+    edgefn_loader::OciSource {
+        repo: oci.repo.clone(),
+        tag: oci.tag.clone(),
+        credentials,
+    }
 }
 
 fn load_error(revision: &str, source: &Source, error: edgefn_loader::LoadError) -> ConfigError {

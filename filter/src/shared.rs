@@ -116,10 +116,13 @@ pub struct StreamInfo {
 #[derive(Default)]
 pub struct Direction {
     pub state: FilterState,
-    /// The header map as Go has changed it so far; `None` before the headers arrived.
-    pub headers: Option<HeaderList>,
+    /// The headers arrived from Envoy.
+    pub headers_present: bool,
     /// The exact header list whose count and size were passed to Go, for `CopyHeaders`.
     pub header_copy: HeaderList,
+    /// The headers as Go changed them; `None` while they equal `header_copy`, which saves a
+    /// copy per stream for plugins that only read headers.
+    pub changed_headers: Option<HeaderList>,
     /// Go may still change the headers (they have not been released to Envoy's next filter).
     pub headers_writable: bool,
     pub trailers: Option<HeaderList>,
@@ -150,6 +153,31 @@ pub struct Direction {
     /// Go's SDK panicked because the plugin asked to buffer a body after headers that ended
     /// the stream; edgefn continues instead of answering 500.
     pub buffer_without_body: bool,
+}
+
+impl Direction {
+    /// The header map as Go sees it now; `None` before the headers arrived.
+    pub fn headers(&self) -> Option<&HeaderList> {
+        self.headers_present
+            .then(|| self.changed_headers.as_ref().unwrap_or(&self.header_copy))
+    }
+
+    /// The header map for a change; `None` before the headers arrived.
+    pub fn headers_mut(&mut self) -> Option<&mut HeaderList> {
+        if !self.headers_present {
+            return None;
+        }
+        let copy = &self.header_copy;
+        Some(self.changed_headers.get_or_insert_with(|| copy.clone()))
+    }
+
+    /// Makes `header_copy` the current header map (with Go's changes), for a new call that
+    /// reports its counts to Go.
+    pub fn refresh_header_copy(&mut self) {
+        if let Some(changed) = self.changed_headers.take() {
+            self.header_copy = changed;
+        }
+    }
 }
 
 /// A body chunk shown to Go, addressed by the handle passed to `envoyGoFilterOnHttpData`.

@@ -138,8 +138,9 @@ impl Stream {
                 inner.info.response_code = status_code(&headers);
             }
             let d = &mut inner.dirs[dir];
-            d.header_copy = headers.clone();
-            d.headers = Some(headers);
+            d.header_copy = headers;
+            d.changed_headers = None;
+            d.headers_present = true;
             d.headers_writable = true;
             d.headers_end_stream = end_stream;
             d.end_stream = end_stream;
@@ -254,8 +255,8 @@ impl Stream {
             let mut counts = [0u64; 8];
             for (dir, slot) in [(DECODE, 0), (ENCODE, 4)] {
                 let d = &mut inner.dirs[dir];
-                d.header_copy = d.headers.clone().unwrap_or_default();
-                d.trailer_copy = d.trailers.clone().unwrap_or_default();
+                d.refresh_header_copy();
+                d.trailer_copy = d.trailers.take().unwrap_or_default();
                 (counts[slot], counts[slot + 1]) = header_counts(&d.header_copy);
                 (counts[slot + 2], counts[slot + 3]) = header_counts(&d.trailer_copy);
             }

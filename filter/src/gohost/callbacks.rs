@@ -344,7 +344,7 @@ unsafe extern "C" fn http_get_header(
 ) -> i32 {
     with_direction(state, "envoyGoFilterHttpGetHeader", |_, inner, dir| {
         let key = shared::lower(go_bytes(key, key_len));
-        let Some(headers) = inner.dirs[dir].headers.as_ref() else {
+        let Some(headers) = inner.dirs[dir].headers() else {
             return capi::INVALID_PHASE;
         };
         let Some((_, found)) = headers.iter().find(|(k, _)| *k == key) else {
@@ -431,7 +431,7 @@ fn change_headers(
     let list = if trailer {
         d.trailers.as_mut()
     } else if d.headers_writable || d.state == crate::gohost::types::FilterState::ProcessingHeader {
-        d.headers.as_mut()
+        d.headers_mut()
     } else {
         None
     };
