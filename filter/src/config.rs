@@ -20,8 +20,11 @@ pub const CACHE_DIR_ENV: &str = "EDGEFN_CACHE_DIR";
 pub enum ConfigError {
     #[error("filter_config is not UTF-8 text: {0}; give the revision as JSON or YAML")]
     NotText(std::str::Utf8Error),
-    #[error("{0}")]
-    Revision(#[from] edgefn_proto::RevisionError),
+    #[error("revision {revision:?}: {source}")]
+    Revision {
+        revision: String,
+        source: edgefn_proto::RevisionError,
+    },
     #[error("revision {revision:?}: {message}")]
     Unsupported { revision: String, message: String },
     #[error("revision {revision:?}: invalid {0}", .field)]
@@ -92,7 +95,10 @@ pub struct ConfigAllocation {
 /// Builds the filter config for one `config_new` call.
 pub fn create(config_bytes: &[u8], concurrency: u32) -> Result<Arc<GoFilterConfig>, ConfigError> {
     let text = std::str::from_utf8(config_bytes).map_err(ConfigError::NotText)?;
-    let revision = edgefn_proto::parse_revision(text)?;
+    let revision = edgefn_proto::parse_revision(text).map_err(|source| ConfigError::Revision {
+        revision: revision_name_hint(text),
+        source,
+    })?;
     let name = revision.name().to_owned();
     let field = |field| ConfigError::Field {
         revision: name.clone(),
@@ -217,11 +223,21 @@ fn load_error(revision: &str, source: &Source, error: edgefn_loader::LoadError) 
     }
 }
 
+/// The `metadata.name` of a revision that failed validation, when the text still decodes, so
+/// the error can name it; `<unnamed>` otherwise.
+fn revision_name_hint(text: &str) -> String {
+    edgefn_proto::decode_revision(text)
+        .ok()
+        .map(|revision| revision.name().to_owned())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "<unnamed>".to_owned())
+}
+
 fn plugin_name(revision: &EdgeFunctionRevision) -> Result<Box<[u8]>, ConfigError> {
     match revision.plugin_name() {
         Some(name) => Ok(name.as_bytes().into()),
         None => Err(ConfigError::Unsupported {
-            revision: String::new(),
+            revision: "<unnamed>".to_owned(),
             message: "no plugin name: set metadata.name or spec.code.metadata.name".to_owned(),
         }),
     }
