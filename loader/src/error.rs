@@ -133,6 +133,11 @@ pub enum FetchError {
     #[error("request to {url} failed: {detail}")]
     Request { url: String, detail: String },
 
+    /// Pulling from an OCI registry, or resolving its credentials, failed. Boxed because the
+    /// OCI errors carry more fields than the others.
+    #[error(transparent)]
+    Oci(#[from] Box<crate::oci::OciError>),
+
     /// The private runtime for a blocking fetch could not be started.
     #[error("cannot start the runtime for a blocking fetch: {detail}")]
     Runtime { detail: String },
@@ -146,8 +151,15 @@ impl FetchError {
         match self {
             Self::Connection { .. } | Self::Timeout { .. } | Self::IncompleteBody { .. } => true,
             Self::HttpStatus { status, .. } => (500..600).contains(status),
+            Self::Oci(error) => error.is_registry_unavailable(),
             _ => false,
         }
+    }
+}
+
+impl From<crate::oci::OciError> for FetchError {
+    fn from(error: crate::oci::OciError) -> Self {
+        Self::Oci(Box::new(error))
     }
 }
 

@@ -11,6 +11,7 @@ use crate::cache::{Cache, TempFile};
 use crate::digest::parse_expected_sha256;
 use crate::error::{FetchError, LoadError};
 use crate::http;
+use crate::oci::{INSECURE_REGISTRIES_ENV, SECRETS_DIR_ENV};
 use crate::source::{parse_location, path_display, Location, Source};
 
 /// Default size limit: 50 MiB. A Go filter plugin is typically 5 to 30 MiB.
@@ -46,6 +47,14 @@ pub struct FetchOptions {
     /// PEM file with CA certificates trusted for https in addition to the system roots, for
     /// servers with a private CA. Default: none.
     pub extra_ca_file: Option<PathBuf>,
+
+    /// Directory of Kubernetes Secret manifests (`*.yaml`, `*.yml`, `*.json`) that an OCI
+    /// source's `credentialsRef` is looked up in. Default: `$EDGEFN_SECRETS_DIR`, else none.
+    pub secrets_dir: Option<PathBuf>,
+
+    /// OCI registries (`host:port`) reached over plain HTTP instead of https. Default: the
+    /// comma-separated entries of `$EDGEFN_INSECURE_REGISTRIES`, checked when a pull starts.
+    pub insecure_registries: Vec<String>,
 }
 
 impl Default for FetchOptions {
@@ -56,6 +65,12 @@ impl Default for FetchOptions {
             cache_dir: std::env::temp_dir().join("edgefn-cache"),
             expected_sha256: None,
             extra_ca_file: None,
+            secrets_dir: std::env::var_os(SECRETS_DIR_ENV)
+                .filter(|value| !value.is_empty())
+                .map(PathBuf::from),
+            insecure_registries: std::env::var(INSECURE_REGISTRIES_ENV)
+                .map(|value| value.split(',').map(|e| e.trim().to_owned()).collect())
+                .unwrap_or_default(),
         }
     }
 }
@@ -120,7 +135,10 @@ fn runtime_error(error: &io::Error) -> LoadError {
 }
 
 async fn fetch_source(source: &Source, options: &FetchOptions) -> Result<Artifact, FetchError> {
-    let Source::Url(url) = source;
+    let url = match source {
+        Source::Url(url) => url,
+        Source::Oci(oci) => return crate::oci::fetch_oci(oci, options).await,
+    };
     let location = parse_location(url)?;
     let expected = options
         .expected_sha256

@@ -6,16 +6,19 @@ use std::path::{Path, PathBuf};
 use reqwest::Url;
 
 use crate::error::FetchError;
+use crate::oci::OciSource;
 
 /// The origin of a plugin artifact.
 ///
-/// More kinds of origin, such as OCI registries, are expected as further variants, so matches
-/// outside this crate need a wildcard arm.
+/// More kinds of origin may be added as further variants, so matches outside this crate need
+/// a wildcard arm.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Source {
     /// `file:///abs/path`, a plain absolute path, or an `http://` or `https://` URL.
     Url(String),
+    /// An image in an OCI registry.
+    Oci(OciSource),
 }
 
 impl fmt::Display for Source {
@@ -26,6 +29,7 @@ impl fmt::Display for Source {
                 Ok(parsed) if parsed.scheme() != "file" => f.write_str(&redact_url(&parsed)),
                 _ => f.write_str(url),
             },
+            Self::Oci(oci) => oci.fmt(f),
         }
     }
 }
