@@ -17,6 +17,7 @@ mod config;
 mod echo;
 mod envoy;
 mod file_server;
+mod plugins;
 mod server;
 pub mod tools;
 
@@ -27,3 +28,5 @@ pub use echo::{EchoUpstream, EchoedRequest, CHUNKS_HEADER, DELAY_HEADER, STATUS_
 pub use echo::{MAX_DELAY_MS, TRAILER_HEADER};
 pub use envoy::{log_tail, Envoy, EnvoyBuilder, EnvoyError, FailedStart, ValidateOutcome};
 pub use file_server::{Fault, FileServer};
+pub use plugins::{send_paced, Exchange, FlaggedEnvoy, PacedRequest, PluginServers};
+pub use plugins::{PlainUpstream, PluginServersError, PLAIN_UPSTREAM_BODY, TEST_PLUGINS_FILE};
