@@ -15,3 +15,5 @@ pub mod hooks;
 pub mod logging;
 pub mod shared;
 pub mod stream;
+#[cfg(test)]
+mod testing;

@@ -116,15 +116,17 @@ pub struct FakeDirection {
     pub stopped: bool,
     /// Trailers arrived while stopped and wait for a continue.
     pub trailers_held: bool,
-    /// What the next filter received.
+    /// The headers went on to the next filter.
     pub headers_forwarded: bool,
+    /// Body bytes the next filter received.
     pub forwarded_body: Vec<u8>,
+    /// The trailers went on to the next filter.
     pub trailers_forwarded: bool,
 }
 
 impl FakeDirection {
-    /// Applies a header hook's status: Continue passes the headers on, StopIteration holds
-    /// them.
+    /// Applies a header hook's status: Continue passes the headers on, StopIteration keeps
+    /// them at this filter.
     pub fn after_headers(&mut self, status: u32) {
         if status == headers_status::CONTINUE {
             self.headers_forwarded = true;
@@ -153,7 +155,7 @@ impl FakeDirection {
     }
 
     /// Applies a trailer hook's status: Continue resumes a stopped direction and passes the
-    /// trailers on, StopIteration holds them until a continue.
+    /// trailers on, StopIteration keeps them at this filter until a continue.
     pub fn after_trailers(&mut self, status: u32) {
         if status == trailers_status::CONTINUE {
             if self.stopped {
@@ -185,7 +187,7 @@ impl FakeDirection {
         self.stopped = false;
     }
 
-    /// The buffered body as one byte string.
+    /// Concatenates the buffered body chunks.
     pub fn buffered_bytes(&self) -> Vec<u8> {
         self.buffered.iter().flatten().flatten().copied().collect()
     }
@@ -204,7 +206,7 @@ pub struct FakeEnvoy {
 }
 
 impl FakeEnvoy {
-    /// Local replies sent so far.
+    /// Returns the local replies sent so far.
     pub fn responses(&self) -> Vec<SentResponse> {
         self.calls
             .iter()
@@ -215,7 +217,7 @@ impl FakeEnvoy {
             .collect()
     }
 
-    /// `continue_decoding` / `continue_encoding` calls as (encoding, running hook).
+    /// Returns the `continue_decoding` / `continue_encoding` calls as (encoding, running hook).
     pub fn continues(&self) -> Vec<(bool, Option<&'static str>)> {
         self.calls
             .iter()
@@ -226,16 +228,18 @@ impl FakeEnvoy {
             .collect()
     }
 
-    /// Every value of `key` in one header map, in order.
+    /// Returns every value of `key` in one header map, in order.
     pub fn header_values(&self, header_type: u32, key: &str) -> Vec<String> {
-        let map = self.maps[header_type as usize].as_deref().unwrap_or_default();
+        let map = self.maps[header_type as usize]
+            .as_deref()
+            .unwrap_or_default();
         map.iter()
             .filter(|(k, _)| k == key.as_bytes())
             .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
             .collect()
     }
 
-    /// Commits over all schedulers, before and after deletion.
+    /// Counts the commits over all schedulers, before and after deletion.
     pub fn scheduler_commits(&self) -> (u64, u64) {
         self.schedulers.iter().fold((0, 0), |(before, after), s| {
             (
@@ -247,9 +251,10 @@ impl FakeEnvoy {
 
     /// Takes one pending event from a live scheduler, as Envoy's dispatcher would deliver it.
     pub fn take_event(&mut self) -> bool {
-        let live = self.schedulers.iter().find(|s| {
-            !s.deleted.load(Ordering::Acquire) && s.pending.load(Ordering::Acquire) > 0
-        });
+        let live = self
+            .schedulers
+            .iter()
+            .find(|s| !s.deleted.load(Ordering::Acquire) && s.pending.load(Ordering::Acquire) > 0);
         match live {
             Some(scheduler) => {
                 scheduler.pending.fetch_sub(1, Ordering::AcqRel);
@@ -300,8 +305,8 @@ pub fn with<T>(body: impl FnOnce(&mut FakeEnvoy) -> T) -> T {
     })
 }
 
-/// The direction (`DECODE` or `ENCODE`) of an `abi::header_type` or `abi::body_type` value:
-/// both enums list the request kinds (0, 1) before the response kinds (2, 3).
+/// Maps an `abi::header_type` or `abi::body_type` value to `DECODE` or `ENCODE`. Both enums
+/// list the request kinds (0, 1) before the response kinds (2, 3).
 fn direction_of(kind: u32) -> usize {
     if kind < 2 {
         DECODE
@@ -311,7 +316,7 @@ fn direction_of(kind: u32) -> usize {
 }
 
 /// Serves a stream callback from the worker's fake. A call from another thread, or one the
-/// fake cannot serve, is counted on the token and answered with `fallback`.
+/// fake cannot serve, is counted on the token and returns `fallback`.
 fn on_worker<T>(filter: *mut c_void, fallback: T, body: impl FnOnce(&mut FakeEnvoy) -> T) -> T {
     // SAFETY: the module passes back the pointer the harness gave `on_http_filter_new`, a
     // `FilterToken` the harness keeps alive for the whole test.
@@ -677,7 +682,9 @@ unsafe extern "C" fn envoy_dynamic_module_callback_http_filter_scheduler_commit(
         return;
     };
     if scheduler.deleted.load(Ordering::Acquire) {
-        scheduler.commits_after_delete.fetch_add(1, Ordering::AcqRel);
+        scheduler
+            .commits_after_delete
+            .fetch_add(1, Ordering::AcqRel);
         return;
     }
     scheduler.commits.fetch_add(1, Ordering::AcqRel);

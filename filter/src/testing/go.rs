@@ -1,10 +1,11 @@
 //! A fake Go plugin: Rust functions with the signatures of the ten exports a Go filter plugin
 //! provides (`edgefn_loader::GoExports`), driven by a script of replies per test thread.
 //!
-//! A reply says what the export returns and which host callbacks it makes first, on the
+//! A reply sets what the export returns and which host callbacks it makes first, on the
 //! calling thread ([`Reply::now`]) or later from a spawned thread that imitates a goroutine
 //! ([`Reply::later`], started by [`run_goroutine`]). Callbacks go through
-//! `crate::gohost::callbacks::CALLBACK_TABLE`, the table the C trampoline forwards to.
+//! `crate::gohost::callbacks::CALLBACK_TABLE`, the table the C trampoline forwards to (see
+//! `host`).
 //!
 //! The fake copies the Go SDK where the host depends on it: headers are read through
 //! CopyHeaders into buffers sized from the counts passed to OnHttpHeader, a body chunk through
@@ -24,23 +25,20 @@ use edgefn_loader::GoExports;
 
 use crate::config::GoFilterConfig;
 use crate::envoy::{byte_slice, HeaderList};
-use crate::gohost::callbacks::{CallbackTable, CALLBACK_TABLE};
-use crate::gohost::types::{buffer_action, capi, go_status, FilterState, GoString, HttpRequest};
-use crate::gohost::types::{ProcessState, HEADER_ACTION_ADD};
+use crate::gohost::types::{capi, go_status, FilterState, HttpRequest, ProcessState};
+
+mod host;
+
+use host::{callbacks, copy_like_sdk, read_body, run_acts, send_panic_reply};
 
 /// Plugin name of every fake config.
 pub const PLUGIN_NAME: &[u8] = b"fake-plugin";
 
-/// The panic message of Envoy's Go SDK (1.40) when a plugin returns StopAndBuffer or
-/// StopAndBufferWatermark from a header call with end_stream; its RecoverPanic passes the
-/// message to SendPanicReply.
+/// The panic message of Envoy's Go SDK (`envoyGoFilterOnHttpHeader`) when a plugin returns
+/// StopAndBuffer or StopAndBufferWatermark from a header call with end_stream. The SDK's
+/// RecoverPanic passes it to SendPanicReply.
 pub const SDK_BUFFER_PANIC: &str =
     "received wait data status when there is no data, please fix the returned status";
-
-/// Bytes and GoString entries past the end of Go's buffers that must stay untouched.
-const GUARD_BYTES: usize = 256;
-const GUARD_SLOTS: usize = 16;
-const CANARY: u8 = 0xA5;
 
 static NEXT_CONFIG_ID: AtomicU64 = AtomicU64::new(1000);
 /// Config ids passed to `envoyGoFilterDestroyHttpPluginConfig`, from every test thread.
@@ -77,7 +75,7 @@ pub enum Act {
     PanicReply(&'static str),
 }
 
-/// What one OnHttpHeader or OnHttpData call does.
+/// The scripted behaviour of one OnHttpHeader or OnHttpData call.
 #[derive(Clone, Debug)]
 pub struct Reply {
     status: u64,
@@ -180,9 +178,14 @@ struct Goroutine {
 #[derive(Default)]
 struct GoState {
     replies: VecDeque<Reply>,
+    /// Chooses the reply once `replies` is empty. Calls return Continue when it is unset.
+    reply_fn: Option<ReplyFn>,
     goroutines: VecDeque<Goroutine>,
     log: Arc<Mutex<GoLog>>,
 }
+
+/// Chooses a reply from the phase and end_stream of a call.
+pub type ReplyFn = Box<dyn FnMut(Phase, bool) -> Reply>;
 
 /// Installs a fresh fake plugin for the current thread.
 pub fn install() {
@@ -195,9 +198,48 @@ pub fn script(replies: impl IntoIterator<Item = Reply>) {
     with_state(|state| state.replies.extend(replies));
 }
 
-/// Locks the log of the current thread's fake.
+/// Sets the function that chooses the reply of every call that finds no queued reply.
+pub fn script_fn(reply_fn: ReplyFn) {
+    with_state(|state| state.reply_fn = Some(reply_fn));
+}
+
+/// Counts the goroutines queued and not run yet.
+pub fn pending_goroutines() -> usize {
+    with_state(|state| state.goroutines.len())
+}
+
+/// Returns the log of the current thread's fake.
 pub fn log() -> Arc<Mutex<GoLog>> {
     with_state(|state| Arc::clone(&state.log))
+}
+
+/// Returns the header and data calls the host made so far.
+pub fn calls() -> Vec<GoCall> {
+    lock(&log()).calls.clone()
+}
+
+/// Returns the calls of one phase the host made so far.
+pub fn calls_in(phase: Phase) -> Vec<GoCall> {
+    let calls = calls();
+    calls
+        .into_iter()
+        .filter(|call| call.phase == phase)
+        .collect()
+}
+
+/// Returns every scripted callback result so far, from any thread.
+pub fn results() -> Vec<ActResult> {
+    lock(&log()).results.clone()
+}
+
+/// Returns `(httpRequest address, reason)` of each OnHttpDestroy so far.
+pub fn destroys() -> Vec<(usize, u64)> {
+    lock(&log()).destroys.clone()
+}
+
+/// Extracts the `CAPIStatus` values of some results.
+pub fn statuses(results: &[ActResult]) -> Vec<i32> {
+    results.iter().map(|result| result.status).collect()
 }
 
 /// Runs the oldest queued goroutine on a new thread, waits for it, and returns its results.
@@ -242,7 +284,7 @@ pub fn finalize_destroyed() -> usize {
     pending.len()
 }
 
-/// How many times `envoyGoFilterDestroyHttpPluginConfig` was called for `config_id`.
+/// Counts the `envoyGoFilterDestroyHttpPluginConfig` calls for `config_id`.
 pub fn config_destroy_count(config_id: u64) -> usize {
     let destroyed = DESTROYED_CONFIGS
         .lock()
@@ -262,7 +304,7 @@ pub fn fake_config() -> Arc<GoFilterConfig> {
     })
 }
 
-/// The fake's exports.
+/// Returns the fake's exports.
 pub fn exports() -> GoExports {
     GoExports {
         new_http_plugin_config,
@@ -292,7 +334,7 @@ fn lock(log: &Mutex<GoLog>) -> MutexGuard<'_, GoLog> {
     log.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// Runs an export body; a panic (a bug in the fake) becomes a violation and `fallback`,
+/// Runs an export body. A panic (a bug in the fake) becomes a violation and `fallback`,
 /// because unwinding out of an `extern "C"` function aborts the test binary.
 fn guarded<T>(fallback: T, body: impl FnOnce(&Mutex<GoLog>) -> T) -> T {
     let log = GO.with(|cell| {
@@ -318,313 +360,9 @@ fn guarded<T>(fallback: T, body: impl FnOnce(&Mutex<GoLog>) -> T) -> T {
     }
 }
 
-// === Host callbacks ===
-
-/// The leading fields of `CallbackTable`, in the order of `edgefn_gohost_table` in
-/// `csrc/gohost.c` (that struct's fields are private to `gohost::callbacks`). Fields the fake
-/// never calls keep their slot under a leading underscore.
-#[repr(C)]
-pub struct HostCallbacks {
-    pub http_continue: unsafe extern "C" fn(*mut c_void, i32) -> i32,
-    pub http_send_local_reply: unsafe extern "C" fn(
-        *mut c_void,
-        i32,
-        *mut c_void,
-        i32,
-        *mut c_void,
-        i32,
-        i64,
-        *mut c_void,
-        i32,
-    ) -> i32,
-    pub http_send_panic_reply: unsafe extern "C" fn(*mut c_void, *mut c_void, i32) -> i32,
-    pub http_get_header:
-        unsafe extern "C" fn(*mut c_void, *mut c_void, i32, *mut u64, *mut i32) -> i32,
-    pub http_copy_headers: unsafe extern "C" fn(*mut c_void, *mut c_void, *mut c_void) -> i32,
-    pub http_set_header_helper:
-        unsafe extern "C" fn(*mut c_void, *mut c_void, i32, *mut c_void, i32, i32) -> i32,
-    pub http_remove_header: unsafe extern "C" fn(*mut c_void, *mut c_void, i32) -> i32,
-    pub http_get_buffer: unsafe extern "C" fn(*mut c_void, u64, *mut c_void) -> i32,
-    _http_drain_buffer: unsafe extern "C" fn(*mut c_void, u64, u64) -> i32,
-    pub http_set_buffer_helper:
-        unsafe extern "C" fn(*mut c_void, u64, *mut c_void, i32, i32) -> i32,
-    pub http_copy_trailers: unsafe extern "C" fn(*mut c_void, *mut c_void, *mut c_void) -> i32,
-    pub http_set_trailer:
-        unsafe extern "C" fn(*mut c_void, *mut c_void, i32, *mut c_void, i32, i32) -> i32,
-    _http_remove_trailer: unsafe extern "C" fn(*mut c_void, *mut c_void, i32) -> i32,
-    _http_clear_route_cache: unsafe extern "C" fn(*mut c_void, bool) -> i32,
-    _http_get_string_value: unsafe extern "C" fn(*mut c_void, i32, *mut u64, *mut i32) -> i32,
-    _http_get_integer_value: unsafe extern "C" fn(*mut c_void, i32, *mut u64) -> i32,
-    _http_get_dynamic_metadata:
-        unsafe extern "C" fn(*mut c_void, *mut c_void, i32, *mut u64, *mut i32) -> i32,
-    _http_set_dynamic_metadata: unsafe extern "C" fn(
-        *mut c_void,
-        *mut c_void,
-        i32,
-        *mut c_void,
-        i32,
-        *mut c_void,
-        i32,
-    ) -> i32,
-    _http_set_string_filter_state:
-        unsafe extern "C" fn(*mut c_void, *mut c_void, i32, *mut c_void, i32, i32, i32, i32) -> i32,
-    _http_get_string_filter_state:
-        unsafe extern "C" fn(*mut c_void, *mut c_void, i32, *mut u64, *mut i32) -> i32,
-    _http_get_string_property:
-        unsafe extern "C" fn(*mut c_void, *mut c_void, i32, *mut u64, *mut i32, *mut i32) -> i32,
-    pub http_finalize: unsafe extern "C" fn(*mut c_void, i32),
-}
-
-// The table holds 34 function pointers; the view must not be larger.
-const _: () = assert!(std::mem::size_of::<HostCallbacks>() == 22 * 8);
-const _: () = assert!(std::mem::size_of::<CallbackTable>() == 34 * 8);
-
-/// The host callbacks, read through `CALLBACK_TABLE`.
-pub fn callbacks() -> &'static HostCallbacks {
-    let table: *const CallbackTable = &CALLBACK_TABLE;
-    // SAFETY: both structs are `#[repr(C)]` sequences of function pointers, and
-    // `HostCallbacks` declares the first 22 of the table's 34 with the same signatures in the
-    // same order, so it reads a prefix of a static.
-    unsafe { &*table.cast::<HostCallbacks>() }
-}
-
-/// Reads a header or trailer list the way the Go SDK does: `strs` holds max(32, 2N)
-/// GoStrings and `buf` exactly `header_bytes` bytes, both followed by guard space that must
-/// stay untouched.
-fn copy_like_sdk(
-    copy: unsafe extern "C" fn(*mut c_void, *mut c_void, *mut c_void) -> i32,
-    context: &CallContext,
-) -> Result<(i32, HeaderList), String> {
-    let num = usize::try_from(context.header_num).map_err(|e| e.to_string())?;
-    let bytes = usize::try_from(context.header_bytes).map_err(|e| e.to_string())?;
-    let slots = (2 * num).max(32);
-    let sentinel = GoString {
-        p: std::ptr::dangling(),
-        n: -1,
-    };
-    let mut strs = vec![
-        GoString {
-            p: std::ptr::null(),
-            n: 0
-        };
-        slots + GUARD_SLOTS
-    ];
-    strs[slots..].fill(sentinel);
-    let mut buf = vec![CANARY; bytes + GUARD_BYTES];
-
-    // SAFETY: `state` is the processState of the call being scripted, and both buffers are
-    // larger than the sizes Go promises the host.
-    let status = unsafe {
-        copy(
-            context.state as *mut c_void,
-            strs.as_mut_ptr().cast(),
-            buf.as_mut_ptr().cast(),
-        )
-    };
-    if status != capi::OK {
-        return Ok((status, Vec::new()));
-    }
-
-    if buf[bytes..].iter().any(|b| *b != CANARY) {
-        return Err(format!("host wrote past the {bytes}-byte header buffer"));
-    }
-    let untouched = |s: &GoString| s.p == sentinel.p && s.n == sentinel.n;
-    if !strs[slots..].iter().all(untouched) {
-        return Err(format!("host wrote past the {slots} GoString entries"));
-    }
-    if strs[2 * num..slots].iter().any(|s| !s.p.is_null() || s.n != 0) {
-        return Err(format!("host wrote more than the {} reported entries", 2 * num));
-    }
-
-    let range = buf.as_ptr_range();
-    let mut list = Vec::with_capacity(num);
-    let mut copied = 0;
-    for pair in strs[..2 * num].chunks_exact(2) {
-        let mut strings = [Vec::new(), Vec::new()];
-        for (slot, entry) in strings.iter_mut().zip(pair) {
-            let length = usize::try_from(entry.n).map_err(|_| "negative GoString length")?;
-            if length == 0 {
-                continue;
-            }
-            let end = entry.p.wrapping_add(length);
-            if entry.p < range.start || end > range.start.wrapping_add(bytes) {
-                return Err("host pointed a GoString outside the header buffer".to_owned());
-            }
-            // SAFETY: the entry lies inside `buf`, checked just above.
-            *slot = unsafe { byte_slice(entry.p, length) }.to_vec();
-            copied += length;
-        }
-        let [key, value] = strings;
-        list.push((key, value));
-    }
-    if copied != bytes {
-        return Err(format!("host copied {copied} bytes, but reported {bytes}"));
-    }
-    Ok((status, list))
-}
-
-/// Reads the current chunk through GetBuffer into a buffer of the tracked length.
-fn read_body(context: &CallContext) -> Result<(i32, Vec<u8>), String> {
-    let length = usize::try_from(context.length).map_err(|e| e.to_string())?;
-    let mut out = vec![CANARY; length + GUARD_BYTES];
-    // SAFETY: `state` and `buffer` come from the data call being scripted; `out` has room for
-    // the tracked length.
-    let status = unsafe {
-        (callbacks().http_get_buffer)(
-            context.state as *mut c_void,
-            context.buffer,
-            out.as_mut_ptr().cast(),
-        )
-    };
-    if out[length..].iter().any(|b| *b != CANARY) {
-        return Err(format!("host wrote past the {length}-byte body buffer"));
-    }
-    if status != capi::OK {
-        return Ok((status, Vec::new()));
-    }
-    out.truncate(length);
-    Ok((status, out))
-}
-
-fn ptr(text: &str) -> *mut c_void {
-    text.as_ptr() as *mut c_void
-}
-
-fn len(text: &[u8]) -> i32 {
-    i32::try_from(text.len()).unwrap_or(i32::MAX)
-}
-
-/// Makes the scripted callbacks in order and records each result.
-fn run_acts(context: &mut CallContext, acts: &[Act], log: &Mutex<GoLog>) {
-    let cb = callbacks();
-    let state = context.state as *mut c_void;
-    for act in acts {
-        let plain = |status| Ok(ActResult { status, headers: None, bytes: None });
-        // SAFETY (every call below): `state` is a processState the host handed to Go and
-        // has not finalized, and each pointer argument refers to bytes alive for the call.
-        let result: Result<ActResult, String> = match act {
-            Act::CopyHeaders | Act::CopyTrailers => {
-                let copy = if matches!(act, Act::CopyHeaders) {
-                    cb.http_copy_headers
-                } else {
-                    cb.http_copy_trailers
-                };
-                copy_like_sdk(copy, context).map(|(status, list)| ActResult {
-                    status,
-                    headers: Some(list),
-                    bytes: None,
-                })
-            }
-            Act::GetHeader(key) => {
-                let mut value = 0u64;
-                let mut value_len = 0i32;
-                // SAFETY: see above; the outputs are valid locals.
-                let status = unsafe {
-                    (cb.http_get_header)(state, ptr(key), len(key.as_bytes()), &mut value, &mut value_len)
-                };
-                let length = usize::try_from(value_len).unwrap_or(0);
-                // SAFETY: the host keeps GetHeader results alive until Finalize.
-                let bytes = unsafe { byte_slice(value as *const u8, length) }.to_vec();
-                Ok(ActResult { status, headers: None, bytes: Some(bytes) })
-            }
-            Act::SetHeader(key, value) | Act::AddHeader(key, value) => {
-                let action = if matches!(act, Act::AddHeader(..)) { HEADER_ACTION_ADD } else { 0 };
-                // SAFETY: see above.
-                plain(unsafe {
-                    (cb.http_set_header_helper)(
-                        state,
-                        ptr(key),
-                        len(key.as_bytes()),
-                        ptr(value),
-                        len(value.as_bytes()),
-                        action,
-                    )
-                })
-            }
-            // SAFETY: see above.
-            Act::RemoveHeader(key) => plain(unsafe {
-                (cb.http_remove_header)(state, ptr(key), len(key.as_bytes()))
-            }),
-            // SAFETY: see above.
-            Act::SetTrailer(key, value) => plain(unsafe {
-                (cb.http_set_trailer)(
-                    state,
-                    ptr(key),
-                    len(key.as_bytes()),
-                    ptr(value),
-                    len(value.as_bytes()),
-                    0,
-                )
-            }),
-            Act::ReadBody => read_body(context).map(|(status, bytes)| ActResult {
-                status,
-                headers: None,
-                bytes: Some(bytes),
-            }),
-            Act::SetBody(bytes) => {
-                // SAFETY: see above.
-                let status = unsafe {
-                    (cb.http_set_buffer_helper)(
-                        state,
-                        context.buffer,
-                        bytes.as_ptr() as *mut c_void,
-                        len(bytes),
-                        buffer_action::SET,
-                    )
-                };
-                if status == capi::OK {
-                    context.length = bytes.len() as u64;
-                }
-                plain(status)
-            }
-            // The status is a small api.StatusType value.
-            // SAFETY: see above.
-            Act::Continue(status) => plain(unsafe { (cb.http_continue)(state, *status as i32) }),
-            Act::LocalReply { status, body, headers } => {
-                let mut strings: Vec<GoString> = Vec::with_capacity(headers.len() * 2);
-                for (key, value) in headers {
-                    for text in [key, value] {
-                        strings.push(GoString { p: text.as_ptr(), n: text.len() as isize });
-                    }
-                }
-                let details = "fake local reply";
-                // SAFETY: see above; `strings` holds `2 * headers.len()` entries.
-                plain(unsafe {
-                    (cb.http_send_local_reply)(
-                        state,
-                        *status,
-                        ptr(body),
-                        len(body.as_bytes()),
-                        strings.as_mut_ptr().cast(),
-                        len_of(&strings),
-                        -1,
-                        ptr(details),
-                        len(details.as_bytes()),
-                    )
-                })
-            }
-            Act::PanicReply(details) => plain(send_panic_reply(state, details)),
-        };
-        let mut log = lock(log);
-        match result {
-            Ok(result) => log.results.push(result),
-            Err(violation) => log.violations.push(violation),
-        }
-    }
-}
-
-fn len_of<T>(items: &[T]) -> i32 {
-    i32::try_from(items.len()).unwrap_or(i32::MAX)
-}
-
-fn send_panic_reply(state: *mut c_void, details: &str) -> i32 {
-    // SAFETY: `state` is a live processState; `details` is alive for the call.
-    unsafe { (callbacks().http_send_panic_reply)(state, ptr(details), len(details.as_bytes())) }
-}
-
 // === Exports ===
 
-/// What Go reads from a `processState` when an export starts.
+/// The fields Go reads from a `processState` when an export starts.
 struct StateView {
     request: usize,
     encoding: bool,
@@ -643,7 +381,11 @@ unsafe fn enter(state: *mut c_void, log: &mut GoLog, export: &str) -> Option<Sta
         encoding: process.is_encoding != 0,
         state: process.state.load(Ordering::Acquire),
     };
-    if log.destroys.iter().any(|(request, _)| *request == view.request) {
+    if log
+        .destroys
+        .iter()
+        .any(|(request, _)| *request == view.request)
+    {
         log.violations
             .push(format!("{export} called for a request after OnHttpDestroy"));
     }
@@ -652,8 +394,9 @@ unsafe fn enter(state: *mut c_void, log: &mut GoLog, export: &str) -> Option<Sta
         .entry((view.request, view.encoding))
         .or_insert(state as usize);
     if cached != state as usize {
-        log.violations
-            .push(format!("{export} got a different processState for the same direction"));
+        log.violations.push(format!(
+            "{export} got a different processState for the same direction"
+        ));
     }
 
     // SAFETY: a processState's `req` points at the request the host created with it.
@@ -661,8 +404,9 @@ unsafe fn enter(state: *mut c_void, log: &mut GoLog, export: &str) -> Option<Sta
     // SAFETY: the plugin name points at the config's name, alive while the stream is.
     let name = unsafe { byte_slice(request.plugin_name.data, request.plugin_name.len as usize) };
     if name != PLUGIN_NAME || request.config_id == 0 {
-        log.violations
-            .push(format!("{export} got a request without the plugin name or config id"));
+        log.violations.push(format!(
+            "{export} got a request without the plugin name or config id"
+        ));
     }
     Some(view)
 }
@@ -670,8 +414,17 @@ unsafe fn enter(state: *mut c_void, log: &mut GoLog, export: &str) -> Option<Sta
 /// Pops the next reply, runs its `now` acts, applies the SDK's end-of-stream rule, and
 /// queues its `later` acts.
 fn answer(mut context: CallContext, end_stream: bool, phase: Phase, log: &Mutex<GoLog>) -> u64 {
-    let reply = with_state(|state| state.replies.pop_front())
-        .unwrap_or_else(|| Reply::status(go_status::CONTINUE));
+    let queued = with_state(|state| state.replies.pop_front());
+    // The function runs outside the state borrow, so it may use the other functions here.
+    let reply = queued.unwrap_or_else(|| {
+        let reply_fn = with_state(|state| state.reply_fn.take());
+        let Some(mut reply_fn) = reply_fn else {
+            return Reply::status(go_status::CONTINUE);
+        };
+        let reply = reply_fn(phase, end_stream);
+        with_state(|state| state.reply_fn = Some(reply_fn));
+        reply
+    });
     run_acts(&mut context, &reply.now, log);
 
     let mut status = reply.status;
@@ -708,7 +461,9 @@ unsafe extern "C" fn new_http_plugin_config(_config: *mut c_void) -> u64 {
 
 unsafe extern "C" fn merge_http_plugin_config(_: u64, _: u64, _: u64, _: u64) -> u64 {
     guarded(0, |log| {
-        lock(log).violations.push("unexpected MergeHttpPluginConfig".to_owned());
+        lock(log)
+            .violations
+            .push("unexpected MergeHttpPluginConfig".to_owned());
         0
     })
 }
@@ -730,7 +485,9 @@ unsafe extern "C" fn on_http_header(
         // SAFETY: the host passes a processState it created.
         let view = unsafe { enter(state, &mut lock(log), "OnHttpHeader") };
         let Some(view) = view else {
-            lock(log).violations.push("OnHttpHeader with a NULL state".to_owned());
+            lock(log)
+                .violations
+                .push("OnHttpHeader with a NULL state".to_owned());
             return go_status::RUNNING;
         };
         let phase = match view.state {
@@ -771,7 +528,9 @@ unsafe extern "C" fn on_http_data(
         // SAFETY: the host passes a processState it created.
         let view = unsafe { enter(state, &mut lock(log), "OnHttpData") };
         let Some(view) = view else {
-            lock(log).violations.push("OnHttpData with a NULL state".to_owned());
+            lock(log)
+                .violations
+                .push("OnHttpData with a NULL state".to_owned());
             return go_status::RUNNING;
         };
         if view.state != FilterState::ProcessingData as i32 {
@@ -839,8 +598,13 @@ unsafe extern "C" fn on_http_log(
             buffer: 0,
             length: 0,
         };
-        if let Err(violation) = copy_like_sdk(callbacks().http_copy_headers, &context) {
-            lock(log).violations.push(violation);
+        match copy_like_sdk(callbacks().http_copy_headers, &context) {
+            Ok((capi::OK, _)) => {}
+            Ok((status, _)) => {
+                let message = format!("CopyHeaders returned {status} inside OnHttpLog");
+                lock(log).violations.push(message);
+            }
+            Err(violation) => lock(log).violations.push(violation),
         }
     });
 }
@@ -854,7 +618,8 @@ unsafe extern "C" fn on_http_destroy(request: *mut c_void, reason: u64) {
         let mut log = lock(log);
         let request = request as usize;
         if log.destroys.iter().any(|(seen, _)| *seen == request) {
-            log.violations.push("second OnHttpDestroy for a request".to_owned());
+            log.violations
+                .push("second OnHttpDestroy for a request".to_owned());
         }
         if !log.states.keys().any(|(seen, _)| *seen == request) {
             log.violations
@@ -866,12 +631,16 @@ unsafe extern "C" fn on_http_destroy(request: *mut c_void, reason: u64) {
 
 unsafe extern "C" fn request_sema_dec(_request: *mut c_void) {
     guarded((), |log| {
-        lock(log).violations.push("unexpected envoyGoRequestSemaDec".to_owned())
+        lock(log)
+            .violations
+            .push("unexpected envoyGoRequestSemaDec".to_owned())
     });
 }
 
 unsafe extern "C" fn clean_up() {
     guarded((), |log| {
-        lock(log).violations.push("unexpected envoyGoFilterCleanUp".to_owned())
+        lock(log)
+            .violations
+            .push("unexpected envoyGoFilterCleanUp".to_owned())
     });
 }
