@@ -18,6 +18,8 @@ export EDGEFN_MODULE_DIR="$CARGO_TARGET_DIR/release"
 export EDGEFN_PYTHON="$repo/.venv/bin/python"
 # The loader's own tests open one Go filter plugin directly, without Envoy.
 export EDGEFN_TEST_PLUGIN="$EDGEFN_PLUGINS_DIR/testplugins.so"
+# The OCI end-to-end test pushes with the CLI that the release test build produces.
+export EDGEFN_CLI="$CARGO_TARGET_DIR/release/edgefn"
 # Bounds the test run (not the build), so a hung test fails the script before CI's time limit.
 readonly TEST_TIMEOUT=30m
 
@@ -34,5 +36,6 @@ run_step setup bash scripts/setup.sh
 run_step fmt cargo fmt --all --check
 run_step clippy cargo clippy --workspace --all-targets -- -D warnings
 run_step build-filter cargo build --release -p edgefn-filter
-run_step build-tests cargo test --workspace --no-run
-run_step test timeout --signal=KILL "$TEST_TIMEOUT" cargo test --workspace "$@"
+# Tests build in the release profile too, so every crate is compiled once for both steps.
+run_step build-tests cargo test --release --workspace --no-run
+run_step test timeout --signal=KILL "$TEST_TIMEOUT" cargo test --release --workspace "$@"
