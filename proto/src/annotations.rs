@@ -33,12 +33,18 @@ impl EdgeFunctionRevision {
         if value.len() == 64 && value.chars().all(is_lower_hex) {
             Ok(Some(value))
         } else {
+            let found = if value.len() == 64 && value.chars().all(|c| c.is_ascii_hexdigit()) {
+                "upper-case letters; write the digest in lower case".to_owned()
+            } else if value.starts_with("sha256:") {
+                "a sha256: prefix; give only the hex digits".to_owned()
+            } else {
+                format!("{} characters", value.chars().count())
+            };
             Err(FieldError::new(
                 annotation_path(SHA256_ANNOTATION),
                 format!(
                     "invalid SHA-256 {value:?}: expected exactly 64 lower-case hex characters \
-                     (found {} characters)",
-                    value.chars().count()
+                     (found {found})"
                 ),
             ))
         }

@@ -27,7 +27,7 @@ pub use defaults::{apply_defaults, DEFAULT_OCI_TAG};
 pub use duration::{parse_go_duration, InvalidDuration};
 pub use error::{FieldError, FieldErrorList, RevisionError};
 pub use meta::{Condition, ObjectMeta};
-pub use parse::{decode_revision, parse_revision};
+pub use parse::{decode_revision, parse_revision, revision_name_hint};
 pub use plugin_config::{
     json_object_to_struct, json_to_value, parse_plugin_config, plugin_config_any, AnyWrapping,
     TypedStruct, STRUCT_TYPE_URL, TYPED_STRUCT_TYPE_URL,

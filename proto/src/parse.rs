@@ -48,6 +48,14 @@ pub fn decode_revision(text: &str) -> Result<EdgeFunctionRevision, RevisionError
     Ok(revision)
 }
 
+/// Returns `metadata.name` of a document that may be invalid in other ways, so that an error
+/// about it can name it; `None` when the text is not JSON or YAML or has no such name.
+pub fn revision_name_hint(text: &str) -> Option<String> {
+    let document = parse_json_or_yaml(text).ok()?;
+    let name = document.get("metadata")?.get("name")?.as_str()?;
+    (!name.is_empty()).then(|| name.to_owned())
+}
+
 /// Returns the document as a whole object, wrapping a bare spec in `{"spec": …}`.
 fn into_object(document: Json) -> Result<Map<String, Json>, FieldError> {
     let Json::Object(object) = document else {

@@ -402,3 +402,18 @@ fn decode_skips_defaults_and_validation() {
     assert_eq!(revision.spec.mode, "Sidecar");
     assert_eq!(revision.spec.runtime, None);
 }
+
+#[test]
+fn name_hint_survives_invalid_spec() {
+    let text = "metadata: {name: hinted}\nspec: {code: {goPlugnSource: {}}}\n";
+    assert!(edgefn_proto::parse_revision(text).is_err());
+    assert_eq!(
+        edgefn_proto::revision_name_hint(text).as_deref(),
+        Some("hinted")
+    );
+}
+
+#[test]
+fn name_hint_absent_for_bare_spec() {
+    assert_eq!(edgefn_proto::revision_name_hint("mode: filter\n"), None);
+}

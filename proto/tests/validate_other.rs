@@ -227,7 +227,23 @@ fn upper_case_sha256_is_rejected() {
             SHA256_PATH,
             &format!(
                 "invalid SHA-256 {digest:?}: expected exactly 64 lower-case hex characters \
-                 (found 64 characters)"
+                 (found upper-case letters; write the digest in lower case)"
+            )
+        )]
+    );
+}
+
+#[test]
+fn prefixed_sha256_is_rejected() {
+    let digest = format!("sha256:{DIGEST}");
+
+    assert_eq!(
+        reject_json(&with_annotation(SHA256_ANNOTATION, &digest)),
+        [field_error(
+            SHA256_PATH,
+            &format!(
+                "invalid SHA-256 {digest:?}: expected exactly 64 lower-case hex characters \
+                 (found a sha256: prefix; give only the hex digits)"
             )
         )]
     );
