@@ -24,9 +24,9 @@ pub enum OciError {
 
     /// No TCP connection to the registry could be made, or TLS failed.
     #[error(
-        "registry {registry} is unreachable while pulling {reference}: {detail}; check that the \
-         registry is running, and if it serves plain HTTP, add {registry} to \
-         EDGEFN_INSECURE_REGISTRIES"
+        "cannot reach registry {registry} for {reference}: {detail}; check that the registry \
+         is running and speaks the scheme in use: a registry that serves plain HTTP must be \
+         listed in EDGEFN_INSECURE_REGISTRIES (for edgefn push and pull: pass --insecure)"
     )]
     Unreachable {
         reference: String,
