@@ -1,14 +1,17 @@
-//! Filter configuration: turns the revision Envoy hands to `config_new` into a loaded Go
-//! plugin with a parsed plugin config.
+//! Filter configuration: turns the filter config Envoy hands to `config_new` into a loaded Go
+//! plugin with a parsed plugin config. The config is either a revision given inline, loaded
+//! once here, or an `apiServer` section naming a revision on an API server, which
+//! [`crate::follow`] loads and replaces in the background.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use edgefn_loader::Source;
+use edgefn_loader::{Artifact, Source};
 use edgefn_loader::{FetchOptions, GoExports, GoPluginLibrary, HostCallbacks, SecondRuntimePolicy};
 use edgefn_proto::EdgeFunctionRevision;
 use thiserror::Error;
 
+use crate::follow::{self, Follower};
 use crate::gohost::types::{capi, HttpConfig};
 use crate::gohost::{self, PROVIDED_CALLBACKS};
 
@@ -53,6 +56,49 @@ pub enum ConfigError {
          line above says why); fix spec.code.goPluginSource.pluginConfig"
     )]
     ParseRejected { revision: String, plugin: String },
+    #[error("apiServer filter config: {0}")]
+    ApiServer(#[from] follow::SettingsError),
+}
+
+/// The module config `config_new` returns to Envoy, shared by every stream of one filter config.
+pub enum ModuleConfig {
+    /// A revision given inline, loaded once for the filter config's whole life.
+    Inline(Arc<GoFilterConfig>),
+    /// A revision on an API server, loaded and replaced by a background thread.
+    Follow(Follower),
+}
+
+impl ModuleConfig {
+    /// Returns the plugin config a new stream runs with, or `None` while a followed revision is
+    /// not loaded yet.
+    pub fn current(&self) -> Option<Arc<GoFilterConfig>> {
+        match self {
+            Self::Inline(config) => Some(Arc::clone(config)),
+            Self::Follow(follower) => follower.current(),
+        }
+    }
+
+    /// Returns whether a stream that has no plugin config passes through untouched, rather than
+    /// getting a 503.
+    pub fn fail_open(&self) -> bool {
+        match self {
+            Self::Inline(_) => false,
+            Self::Follow(follower) => follower.fail_open(),
+        }
+    }
+}
+
+/// Builds the module config for one `config_new` call: an `apiServer` section starts a
+/// [`Follower`], and anything else is read as an inline revision by [`create`].
+pub fn create_module(config_bytes: &[u8], concurrency: u32) -> Result<ModuleConfig, ConfigError> {
+    if let Ok(text) = std::str::from_utf8(config_bytes) {
+        if follow::is_api_server_config(text) {
+            let settings = follow::FollowSettings::parse(text)?;
+            let follower = Follower::start(settings, concurrency, cache_dir())?;
+            return Ok(ModuleConfig::Follow(follower));
+        }
+    }
+    create(config_bytes, concurrency).map(ModuleConfig::Inline)
 }
 
 /// The loaded plugin and its parsed config, shared by every stream of one filter config.
@@ -65,6 +111,9 @@ pub struct GoFilterConfig {
     pub config_id: u64,
     /// Envoy's worker count, the size of Go's per-worker request maps.
     pub concurrency: u32,
+    /// The library has no plugin registered under `plugin_name`. Go's SDK only finds out at
+    /// the first request, where it would pass requests through; edgefn answers 500 instead.
+    pub plugin_missing: std::sync::atomic::AtomicBool,
 }
 
 impl GoFilterConfig {
@@ -145,19 +194,57 @@ pub fn create(config_bytes: &[u8], concurrency: u32) -> Result<Arc<GoFilterConfi
             source: Box::new(source),
         }
     })?;
+    open_plugin(
+        name,
+        plugin_name,
+        any,
+        &artifact,
+        &plugin_source,
+        concurrency,
+    )
+}
 
+/// Loads the Go plugin of a revision whose artifact is already in the cache: `artifact` came
+/// from `source`, which error messages name. Used for revisions followed on an API server.
+pub fn load_revision(
+    revision: &EdgeFunctionRevision,
+    artifact: &Artifact,
+    source: &Source,
+    concurrency: u32,
+) -> Result<Arc<GoFilterConfig>, ConfigError> {
+    let name = revision.name().to_owned();
+    let field = |field| ConfigError::Field {
+        revision: name.clone(),
+        field,
+    };
+    let plugin_name = plugin_name(revision)?;
+    let wrapping = revision.plugin_config_wrapping().map_err(field)?;
+    let any = edgefn_proto::plugin_config_any(&revision.spec, wrapping).map_err(field)?;
+    open_plugin(name, plugin_name, any, artifact, source, concurrency)
+}
+
+/// Opens the fetched library, hands `any` to Go's `NewHttpPluginConfig`, and returns the
+/// plugin config streams use.
+fn open_plugin(
+    name: String,
+    plugin_name: Box<[u8]>,
+    any: Vec<u8>,
+    artifact: &Artifact,
+    plugin_source: &Source,
+    concurrency: u32,
+) -> Result<Arc<GoFilterConfig>, ConfigError> {
     gohost::install_host_symbols().map_err(|source| ConfigError::HostSymbols {
         revision: name.clone(),
         source,
     })?;
     let policy = SecondRuntimePolicy::from_env(SecondRuntimePolicy::Refuse)
-        .map_err(|error| load_error(&name, &plugin_source, error.into()))?;
+        .map_err(|error| load_error(&name, plugin_source, error.into()))?;
     // SAFETY: `install_host_symbols` succeeded, so the trampoline library defines every name
     // in PROVIDED_CALLBACKS globally (and no contrib Envoy defines them first), each
     // forwarding to a thread-safe implementation in `gohost::callbacks`.
     let callbacks = unsafe { HostCallbacks::assume_installed(&PROVIDED_CALLBACKS) };
     let library = GoPluginLibrary::open(&artifact.path, &callbacks, policy)
-        .map_err(|error| load_error(&name, &plugin_source, error))?;
+        .map_err(|error| load_error(&name, plugin_source, error))?;
 
     let exports = *library.exports();
     let config_id = new_plugin_config(&exports, &plugin_name, any, concurrency);
@@ -181,6 +268,7 @@ pub fn create(config_bytes: &[u8], concurrency: u32) -> Result<Arc<GoFilterConfi
         exports,
         config_id,
         concurrency,
+        plugin_missing: Default::default(),
     }))
 }
 
@@ -223,14 +311,10 @@ fn load_error(revision: &str, source: &Source, error: edgefn_loader::LoadError) 
     }
 }
 
-/// The `metadata.name` of a revision that failed validation, when the text still decodes, so
-/// the error can name it; `<unnamed>` otherwise.
+/// The `metadata.name` of a revision that failed validation, so the error can name it;
+/// `<unnamed>` when the text has none.
 fn revision_name_hint(text: &str) -> String {
-    edgefn_proto::decode_revision(text)
-        .ok()
-        .map(|revision| revision.name().to_owned())
-        .filter(|name| !name.is_empty())
-        .unwrap_or_else(|| "<unnamed>".to_owned())
+    edgefn_proto::revision_name_hint(text).unwrap_or_else(|| "<unnamed>".to_owned())
 }
 
 fn plugin_name(revision: &EdgeFunctionRevision) -> Result<Box<[u8]>, ConfigError> {
@@ -275,7 +359,7 @@ fn new_plugin_config(
 
 /// The cache directory: `$EDGEFN_CACHE_DIR`, else `$XDG_CACHE_HOME/edgefn`, else
 /// `$HOME/.cache/edgefn`, else the loader's default in the temporary directory.
-fn cache_dir() -> PathBuf {
+pub fn cache_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os(CACHE_DIR_ENV).filter(|v| !v.is_empty()) {
         return PathBuf::from(dir);
     }

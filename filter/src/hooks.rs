@@ -8,10 +8,9 @@ use std::collections::HashSet;
 use std::ffi::{c_char, c_void};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 
-use crate::abi::{EnvoyBuffer, HttpHeader};
-use crate::config::{self, GoFilterConfig};
+use crate::abi::{headers_status, EnvoyBuffer, HttpHeader};
+use crate::config::{self, ModuleConfig};
 use crate::envoy::{byte_slice, EnvoyStream};
 use crate::shared::{DECODE, ENCODE};
 use crate::stream::Stream;
@@ -47,6 +46,21 @@ thread_local! {
     /// stream's worker, so a pointer Envoy passes that is not in this set (already destroyed,
     /// or never created) is ignored instead of being used after free.
     static LIVE_STREAMS: RefCell<HashSet<usize>> = RefCell::new(HashSet::new());
+}
+
+/// Module pointer of a stream that started while no revision was loaded and passes through
+/// untouched (`failOpen: true`). It is never dereferenced, and no other hook acts on it.
+static PASS_THROUGH_STREAM: u8 = 1;
+/// Module pointer of a stream that started while no revision was loaded and gets a 503.
+static NO_REVISION_STREAM: u8 = 2;
+
+/// Status and body of the reply to a request that arrives while no revision is loaded.
+const NO_REVISION_STATUS: u32 = 503;
+const NO_REVISION_BODY: &[u8] = b"edgefn: no edge function revision is loaded yet\n";
+const NO_REVISION_DETAILS: &[u8] = b"edgefn_no_revision_loaded";
+
+fn marker(stream: &'static u8) -> *const c_void {
+    stream as *const u8 as *const c_void
 }
 
 /// Borrows the stream behind a module pointer if it is live on this thread.
@@ -101,12 +115,14 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_config_new(
                 byte_slice(config.ptr, config.length),
             )
         };
+        // Envoy returns the worker count only on its main thread, where config_new runs. A
+        // followed revision, loaded later on another thread, reuses this value.
         let concurrency = crate::envoy::concurrency().max(1);
-        config::create(config, concurrency)
+        config::create_module(config, concurrency)
             .map_err(|error| (String::from_utf8_lossy(name).into_owned(), error))
     });
     match result {
-        Ok(Ok(config)) => Arc::into_raw(config) as *const c_void,
+        Ok(Ok(config)) => Box::into_raw(Box::new(config)) as *const c_void,
         Ok(Err((filter, error))) => {
             tracing::error!(filter_name = %filter, "edgefn refused the filter config: {error}");
             std::ptr::null()
@@ -122,8 +138,8 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_config_new(
 pub extern "C" fn envoy_dynamic_module_on_http_filter_config_destroy(config: *const c_void) {
     let result = catch_unwind(|| {
         if !config.is_null() {
-            // SAFETY: `config` came from `Arc::into_raw` in config_new and is destroyed once.
-            drop(unsafe { Arc::from_raw(config as *const GoFilterConfig) });
+            // SAFETY: `config` came from `Box::into_raw` in config_new and is destroyed once.
+            drop(unsafe { Box::from_raw(config as *mut ModuleConfig) });
         }
     });
     if let Err(payload) = result {
@@ -138,11 +154,15 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_new(
 ) -> *const c_void {
     let result = catch_unwind(|| {
         maybe_test_panic("filter_new");
-        // SAFETY: `config` is the live pointer from config_new; the stream takes its own
-        // reference, so the config outlives every stream using it.
-        let config = unsafe {
-            Arc::increment_strong_count(config as *const GoFilterConfig);
-            Arc::from_raw(config as *const GoFilterConfig)
+        // SAFETY: `config` is the live pointer from config_new. Envoy destroys it only after
+        // every stream of it, and the stream takes its own reference to the plugin config.
+        let module_config = unsafe { &*(config as *const ModuleConfig) };
+        let Some(config) = module_config.current() else {
+            return if module_config.fail_open() {
+                marker(&PASS_THROUGH_STREAM)
+            } else {
+                marker(&NO_REVISION_STREAM)
+            };
         };
         let stream = Stream::new(EnvoyStream::new(filter_envoy), config);
         let stream = Box::into_raw(Box::new(stream));
@@ -161,7 +181,8 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_new(
 
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_destroy(module: *const c_void) {
-    if module.is_null() {
+    let is_marker = module == marker(&PASS_THROUGH_STREAM) || module == marker(&NO_REVISION_STREAM);
+    if module.is_null() || is_marker {
         return;
     }
     let result = catch_unwind(|| {
@@ -183,10 +204,13 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_destroy(module: *const c_v
 
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_request_headers(
-    _filter: *mut c_void,
+    filter: *mut c_void,
     module: *const c_void,
     end_stream: bool,
 ) -> u32 {
+    if module == marker(&NO_REVISION_STREAM) {
+        return reply_no_revision(filter);
+    }
     stream_hook(module, "request_headers", 1, |s| {
         s.on_headers(DECODE, end_stream)
     })
@@ -260,6 +284,23 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_scheduled(
         s.on_scheduled();
         0
     });
+}
+
+/// Sends a 503 reply to a request that arrived while no revision was loaded.
+fn reply_no_revision(filter: *mut c_void) -> u32 {
+    let result = catch_unwind(|| {
+        let headers = vec![(b"content-type".to_vec(), b"text/plain".to_vec())];
+        EnvoyStream::new(filter).send_response(
+            NO_REVISION_STATUS,
+            &headers,
+            NO_REVISION_BODY,
+            NO_REVISION_DETAILS,
+        );
+    });
+    if let Err(payload) = result {
+        report_panic("request_headers", payload.as_ref());
+    }
+    headers_status::STOP_ITERATION
 }
 
 // Hooks Envoy requires but edgefn has no use for: HTTP callouts and streams it never starts,

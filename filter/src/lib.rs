@@ -5,11 +5,13 @@
 //!
 //! Layout: `hooks` (what Envoy calls) → `stream` (per-stream state machine on the worker)
 //! and `gohost::callbacks` (what Go calls, from any thread) → `shared` (state both sides
-//! reach). `abi` and `envoy` wrap Envoy's side, `config` loads plugins.
+//! reach). `abi` and `envoy` wrap Envoy's side, `config` loads plugins, and `follow` keeps
+//! a filter on the revision an API server names.
 
 pub mod abi;
 pub mod config;
 pub mod envoy;
+pub mod follow;
 pub mod gohost;
 pub mod hooks;
 pub mod logging;

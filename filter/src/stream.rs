@@ -123,6 +123,11 @@ impl Stream {
 
     /// Request or response headers arrived.
     pub fn on_headers(&self, dir: usize, end_stream: bool) -> u32 {
+        // The first request already logged why; later ones fail without entering Go.
+        if dir == DECODE && self.config().plugin_missing.load(Ordering::Relaxed) {
+            self.fail("edgefn_plugin_not_registered");
+            return headers_status::STOP_ITERATION;
+        }
         let kind = if dir == DECODE {
             header_type::REQUEST_HEADER
         } else {
@@ -370,6 +375,7 @@ impl Stream {
 
     /// Hands one input to Go and returns the status it answered.
     fn call_go(&self, dir: usize, input: GoInput) -> u64 {
+        let _calling = CallingConfig::enter(self.config());
         let exports = &self.config().exports;
         let state = self.state_ptr(dir);
         let mut inner = self.shared.lock();
@@ -431,6 +437,15 @@ impl Stream {
                 .map(|()| self.next_input(&mut inner, dir))
             };
 
+            let step = if self.config().plugin_missing.load(Ordering::Relaxed) {
+                Err(format!(
+                    "the Go library has no plugin named {:?}; set spec.code.metadata.name (or \
+                     metadata.name) to a name the library registers",
+                    self.config().plugin_name_str()
+                ))
+            } else {
+                step
+            };
             match step {
                 Err(message) => {
                     tracing::error!(
@@ -718,6 +733,38 @@ impl Stream {
         }
         self.envoy
             .send_response(reply.status, &reply.headers, &reply.body, &reply.details);
+    }
+}
+
+thread_local! {
+    /// The config whose plugin this thread is calling into Go for, so that a log line Go
+    /// writes during the call can be tied to it.
+    static CALLING_CONFIG: std::cell::Cell<*const GoFilterConfig> =
+        const { std::cell::Cell::new(std::ptr::null()) };
+}
+
+/// Marks this thread as calling into Go for one config until dropped.
+struct CallingConfig(*const GoFilterConfig);
+
+impl CallingConfig {
+    fn enter(config: &GoFilterConfig) -> Self {
+        Self(CALLING_CONFIG.with(|current| current.replace(config)))
+    }
+}
+
+impl Drop for CallingConfig {
+    fn drop(&mut self) {
+        CALLING_CONFIG.with(|current| current.set(self.0));
+    }
+}
+
+/// Runs `body` with the config this thread is calling into Go for, if any.
+pub fn with_calling_config(body: impl FnOnce(&GoFilterConfig)) {
+    let config = CALLING_CONFIG.with(|current| current.get());
+    // SAFETY: the pointer is set only while `call_go` runs on this thread, during which the
+    // stream holds an Arc to the config.
+    if let Some(config) = unsafe { config.as_ref() } {
+        body(config);
     }
 }
 

@@ -279,3 +279,34 @@ async fn stream_info_reports_connection() {
         }
     }
 }
+
+/// Envoy's Go SDK passes requests through when the library registers no plugin under the
+/// revision's plugin name; edgefn answers 500 instead, so a typo never disables a filter.
+#[tokio::test]
+async fn unknown_plugin_name_fails_closed() {
+    let servers = PluginServers::start().unwrap();
+    let revision = servers.revision("add-headr");
+    let envoy = start(&servers, &revision.to_json()).await;
+
+    for protocol in PROTOCOLS {
+        for attempt in 0..2 {
+            let response = Client::new(envoy.listen_addr(), protocol)
+                .send(Request::get("/typo"))
+                .await
+                .unwrap();
+
+            assert_eq!(
+                response.status,
+                500,
+                "{protocol:?} attempt {attempt}:\n{}",
+                tail(&envoy)
+            );
+        }
+    }
+    let log = envoy.log_text();
+    assert!(
+        log.contains(r#"the Go library has no plugin named "add-headr""#),
+        "{}",
+        tail(&envoy)
+    );
+}

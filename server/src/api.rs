@@ -10,6 +10,7 @@ use edgefn_proto::EdgeFunctionRevision;
 use serde::Deserialize;
 use serde_json::Value as Json;
 
+use crate::artifacts::ArtifactStore;
 use crate::ingest::{self, Ingest};
 use crate::patch::{self, PatchType};
 use crate::query::{ContinueToken, Query};
@@ -27,8 +28,10 @@ use crate::watch;
 pub struct AppState {
     /// Storage of the objects.
     pub store: Arc<dyn Store>,
-    /// Ingest step, run after each create.
+    /// Ingest step, run after each create and after each update that changes the spec.
     pub ingest: Arc<dyn Ingest>,
+    /// Artifacts served at `/artifacts/sha256/{hex}`; `None` serves none.
+    pub artifacts: Option<Arc<ArtifactStore>>,
 }
 
 /// Number of read-modify-write attempts of a PATCH or DELETE that races other writes.
@@ -339,6 +342,12 @@ async fn write_update(
             updated.metadata.creation_timestamp = old.metadata.creation_timestamp.clone();
             updated.status = old.status.clone();
             keep_stored_secret(&mut updated, old);
+            if ingest::inputs_changed(old, &updated) {
+                updated
+                    .status
+                    .conditions
+                    .push(ingest::in_progress_condition());
+            }
             updated
         }
         Target::Status => {
@@ -351,13 +360,22 @@ async fn write_update(
         return Ok(updated);
     }
 
+    let reingest = target == Target::Main && ingest::inputs_changed(old, &updated);
     let stored = state.store.update(updated, expected).await?;
     tracing::info!(
         %name,
         resource_version = %stored.metadata.resource_version,
         ?target,
+        reingest,
         "updated revision"
     );
+    if reingest {
+        tokio::spawn(ingest::run(
+            state.store.clone(),
+            state.ingest.clone(),
+            stored.clone(),
+        ));
+    }
     Ok(stored)
 }
 

@@ -1,10 +1,13 @@
-//! Ingest: the step after a create that fetches or builds a revision's artifact, and records the
-//! outcome in the revision's status conditions.
+//! Ingest: the step after a create, or after an update that changes what ingest reads, that
+//! fetches or builds a revision's artifact and records the outcome in the revision's status
+//! conditions.
 //!
-//! The create stores the object with the condition `Ingest=True` (reason `InProgress`). Then a
-//! task calls [`Ingest::ingest`] and appends `Ready=True` (reason `Ready`) with `status.ref`
-//! set, or `Ready=False` (reason `Failed`) with the error as message and `status.ref` left
-//! empty. Conditions are appended, never replaced, as Apoxy's ingest does.
+//! The write stores the object with the condition `Ingest=True` (reason `InProgress`) appended.
+//! Then a task calls [`Ingest::ingest`] and appends `Ready=True` (reason `Ready`) with
+//! `status.ref` set, or `Ready=False` (reason `Failed`) with the error as message and
+//! `status.ref` emptied. Conditions are appended, never replaced, as Apoxy's ingest does, so a
+//! revision is ready when its last `Ready` condition is True and comes after its last `Ingest`
+//! condition.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,7 +34,8 @@ pub trait Ingest: Send + Sync + 'static {
 }
 
 /// An ingest that fetches nothing and reports success, with the revision name as `status.ref`
-/// (the reference Apoxy uses).
+/// (the reference Apoxy uses). Proxies cannot download an artifact by that reference; the
+/// binary uses [`crate::artifact_ingest::ArtifactIngest`].
 #[derive(Clone, Copy, Debug, Default)]
 pub struct NoopIngest;
 
@@ -52,6 +56,22 @@ pub struct FailingIngest(pub String);
 impl Ingest for FailingIngest {
     async fn ingest(&self, _revision: &EdgeFunctionRevision) -> Result<IngestResult, String> {
         Err(self.0.clone())
+    }
+}
+
+/// An ingest that fails every revision, for a server run with ingest turned off: revisions get
+/// `Ready=False` with a message saying so, and no artifact is fetched.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DisabledIngest;
+
+#[async_trait]
+impl Ingest for DisabledIngest {
+    async fn ingest(&self, _revision: &EdgeFunctionRevision) -> Result<IngestResult, String> {
+        Err(
+            "ingest is turned off on this server (--ingest none), so no artifact was fetched; \
+             restart the server with --ingest fetch and update the revision"
+                .to_owned(),
+        )
     }
 }
 
@@ -81,12 +101,27 @@ pub fn in_progress_condition() -> Condition {
     )
 }
 
+/// Returns whether an update from `old` to `new` changes what ingest reads: the spec, or the
+/// `edgefn.dev/sha256` pin. Such an update starts a new ingest.
+pub fn inputs_changed(old: &EdgeFunctionRevision, new: &EdgeFunctionRevision) -> bool {
+    let pin = |revision: &EdgeFunctionRevision| {
+        revision
+            .metadata
+            .annotations
+            .get(edgefn_proto::annotations::SHA256_ANNOTATION)
+            .cloned()
+    };
+    old.spec != new.spec || pin(old) != pin(new)
+}
+
 /// Number of attempts to record the outcome when concurrent writes change the object.
 const RECORD_ATTEMPTS: usize = 10;
 /// Pause between two attempts.
 const RECORD_RETRY_DELAY: Duration = Duration::from_millis(20);
 
-/// Runs `ingest` for a created revision and appends the `Ready` condition to its status.
+/// Runs `ingest` for a created or changed revision and appends the `Ready` condition to its
+/// status. The outcome is dropped when the stored revision no longer has the ingested inputs,
+/// because the write that changed them started a newer ingest.
 ///
 /// NOTE: nothing resumes an ingest that a restart interrupted: a revision whose server stopped
 /// before recording the outcome keeps `Ingest=True` and never gets `Ready`.
@@ -117,13 +152,18 @@ pub async fn run(store: Arc<dyn Store>, ingest: Arc<dyn Ingest>, revision: EdgeF
             tracing::info!(%name, "revision replaced by a new object before its ingest ended");
             return;
         }
+        if inputs_changed(&current, &revision) {
+            tracing::info!(%name, "revision changed before its ingest ended; a newer one runs");
+            return;
+        }
 
         let expected = resource_version(&current).unwrap_or(0);
         let mut updated = current;
         updated.status.conditions.push(ready.clone());
-        if let Ok(result) = &outcome {
-            updated.status.artifact_ref = result.artifact_ref.clone();
-        }
+        updated.status.artifact_ref = match &outcome {
+            Ok(result) => result.artifact_ref.clone(),
+            Err(_) => String::new(),
+        };
         match store.update(updated, expected).await {
             Ok(_) => {
                 tracing::info!(%name, ready = outcome.is_ok(), "recorded ingest outcome");

@@ -5,11 +5,14 @@
 //! discovery and OpenAPI documents that kubectl needs, and Kubernetes `Status` errors. Objects
 //! are kept by a [`store::Store`]: [`store::FileStore`] in one local file, or
 //! `store::EtcdStore` (cargo feature `etcd`) in etcd, shared by several servers. After each
-//! create, an [`ingest::Ingest`] fetches the revision's artifact and the outcome is recorded
-//! in the status conditions.
+//! create and spec change, an [`ingest::Ingest`] fetches the revision's artifact and the outcome
+//! is recorded in the status conditions. [`artifact_ingest::ArtifactIngest`] keeps the checked
+//! artifacts in an [`artifacts::ArtifactStore`], which the router serves by digest.
 #![forbid(unsafe_code)]
 
 mod api;
+pub mod artifact_ingest;
+pub mod artifacts;
 mod discovery;
 pub mod ingest;
 mod openapi;
@@ -37,9 +40,23 @@ pub use status::ApiError;
 use crate::resource::COLLECTION_PATH;
 
 /// Returns the application: every endpoint of the server, backed by `store`, with `ingest`
-/// run after each create.
+/// run after each create and spec change. It serves no artifacts.
 pub fn router(store: Arc<dyn store::Store>, ingest: Arc<dyn ingest::Ingest>) -> Router {
-    let state = AppState { store, ingest };
+    router_with_artifacts(store, ingest, None)
+}
+
+/// Returns the application like [`router`], and also serves the files of `artifacts` at
+/// `/artifacts/sha256/{hex}`.
+pub fn router_with_artifacts(
+    store: Arc<dyn store::Store>,
+    ingest: Arc<dyn ingest::Ingest>,
+    artifacts: Option<Arc<artifacts::ArtifactStore>>,
+) -> Router {
+    let state = AppState {
+        store,
+        ingest,
+        artifacts,
+    };
     let item = format!("{COLLECTION_PATH}/{{name}}");
     let item_status = format!("{item}/status");
 
@@ -58,6 +75,7 @@ pub fn router(store: Arc<dyn store::Store>, ingest: Arc<dyn ingest::Ingest>) -> 
             "/openapi/v3/apis/extensions.apoxy.dev/v1alpha2",
             get(discovery::openapi_document),
         )
+        .route(artifacts::ARTIFACT_ROUTE, get(artifacts::serve))
         .route("/healthz", get(healthy))
         .route("/livez", get(healthy))
         .route("/readyz", get(healthy))

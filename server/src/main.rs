@@ -1,9 +1,13 @@
 //! `edgefn-server`: serves the EdgeFunctionRevision API over plain HTTP.
 //!
 //! ```text
-//! edgefn-server --data revisions.jsonl [--listen 127.0.0.1:8080]
-//! edgefn-server --etcd http://127.0.0.1:2379 [--etcd-prefix PREFIX] [--listen ADDRESS]
+//! edgefn-server --data revisions.jsonl [--artifacts DIR] [--ingest fetch|none] [--listen ADDRESS]
+//! edgefn-server --etcd http://127.0.0.1:2379 [--etcd-prefix PREFIX] --artifacts DIR [--listen …]
 //! ```
+//!
+//! Ingest fetches each revision's artifact into `--artifacts` (default `FILE.artifacts` next to
+//! the `--data` file) and serves it at `/artifacts/sha256/{hex}`. `--ingest none` turns ingest
+//! off: every revision gets `Ready=False` and nothing is fetched.
 //!
 //! It prints `listening on http://ADDRESS` to stdout once it accepts connections, so that a
 //! caller that passed port 0 learns the port. `EDGEFN_LOG` sets the log level (error, warn,
@@ -17,13 +21,14 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use edgefn_server::ingest::NoopIngest;
+use edgefn_server::artifact_ingest::ArtifactIngest;
+use edgefn_server::artifacts::{ArtifactStore, ArtifactStoreError};
+use edgefn_server::ingest::{DisabledIngest, Ingest};
 use edgefn_server::store::{FileStore, Store, StoreError};
 use tracing::level_filters::LevelFilter;
 
-const USAGE: &str =
-    "usage: edgefn-server (--data FILE | --etcd URL[,URL...] [--etcd-prefix PREFIX]) \
-                     [--listen ADDRESS]";
+const USAGE: &str = "usage: edgefn-server (--data FILE | --etcd URL[,URL...] [--etcd-prefix \
+                     PREFIX]) [--artifacts DIR] [--ingest fetch|none] [--listen ADDRESS]";
 
 /// How long open requests, such as watches, may run after SIGINT or SIGTERM.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -35,6 +40,8 @@ enum ServerError {
     Usage(String),
     #[error("opening the store failed: {0}")]
     Store(#[from] StoreError),
+    #[error("opening the artifact store failed: {0}")]
+    Artifacts(#[from] ArtifactStoreError),
     #[error("listening on {address} failed: {source}; choose another --listen address")]
     Listen {
         address: SocketAddr,
@@ -57,9 +64,21 @@ enum Backend {
     },
 }
 
+/// The ingest step run after a create or a spec change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum IngestMode {
+    /// Fetch, check and store the artifact.
+    Fetch,
+    /// Fetch nothing; every revision gets `Ready=False`.
+    Disabled,
+}
+
 struct Options {
     listen: SocketAddr,
     backend: Backend,
+    /// Folder of the artifact store; `None` when nothing is stored or served.
+    artifacts: Option<PathBuf>,
+    ingest: IngestMode,
 }
 
 fn parse_options(mut arguments: impl Iterator<Item = String>) -> Result<Options, ServerError> {
@@ -67,6 +86,8 @@ fn parse_options(mut arguments: impl Iterator<Item = String>) -> Result<Options,
     let mut data = None;
     let mut etcd = None;
     let mut etcd_prefix = None;
+    let mut artifacts = None;
+    let mut ingest = IngestMode::Fetch;
 
     while let Some(argument) = arguments.next() {
         let mut value = |name: &str| {
@@ -94,6 +115,18 @@ fn parse_options(mut arguments: impl Iterator<Item = String>) -> Result<Options,
                 etcd = Some(endpoints);
             }
             "--etcd-prefix" => etcd_prefix = Some(value("--etcd-prefix")?),
+            "--artifacts" => artifacts = Some(PathBuf::from(value("--artifacts")?)),
+            "--ingest" => {
+                ingest = match value("--ingest")?.as_str() {
+                    "fetch" => IngestMode::Fetch,
+                    "none" => IngestMode::Disabled,
+                    other => {
+                        return Err(ServerError::Usage(format!(
+                            "invalid --ingest value {other:?}: expected fetch or none"
+                        )))
+                    }
+                }
+            }
             "-h" | "--help" => return Err(ServerError::Usage("help requested".to_owned())),
             other => return Err(ServerError::Usage(format!("unknown argument {other:?}"))),
         }
@@ -116,7 +149,33 @@ fn parse_options(mut arguments: impl Iterator<Item = String>) -> Result<Options,
             ))
         }
     };
-    Ok(Options { listen, backend })
+    let artifacts = match (artifacts, &backend) {
+        (Some(folder), _) => Some(folder),
+        (None, Backend::File(path)) => Some(default_artifacts_folder(path)),
+        // NOTE: each server keeps the artifacts of the ingests it ran in its own folder, so with
+        // several servers on one etcd a proxy must download from the server that ingested.
+        (None, Backend::Etcd { .. }) if ingest == IngestMode::Fetch => {
+            return Err(ServerError::Usage(
+                "--etcd needs --artifacts DIR, the folder where ingest keeps artifacts (or \
+                 --ingest none)"
+                    .to_owned(),
+            ))
+        }
+        (None, Backend::Etcd { .. }) => None,
+    };
+    Ok(Options {
+        listen,
+        backend,
+        artifacts,
+        ingest,
+    })
+}
+
+/// Returns `FILE.artifacts` next to the `--data` file.
+fn default_artifacts_folder(data: &std::path::Path) -> PathBuf {
+    let mut name = data.file_name().unwrap_or_default().to_os_string();
+    name.push(".artifacts");
+    data.with_file_name(name)
 }
 
 async fn open_store(backend: Backend) -> Result<Arc<dyn Store>, ServerError> {
@@ -158,9 +217,24 @@ async fn shutdown_signal() {
 
 async fn run(options: Options) -> Result<(), ServerError> {
     let store = open_store(options.backend).await?;
-    // NOTE: the loader is not wired in yet, so every revision is marked Ready=True without its
-    // artifact being fetched.
-    let app = edgefn_server::router(store, Arc::new(NoopIngest));
+    let artifacts = match &options.artifacts {
+        Some(folder) => Some(Arc::new(ArtifactStore::open(folder)?)),
+        None => None,
+    };
+    let ingest: Arc<dyn Ingest> = match (options.ingest, &artifacts) {
+        (IngestMode::Fetch, Some(artifacts)) => {
+            tracing::info!(folder = %artifacts.root().display(), "artifact store opened");
+            Arc::new(ArtifactIngest::new(
+                Arc::clone(artifacts),
+                edgefn_loader::FetchOptions::default(),
+            ))
+        }
+        _ => {
+            tracing::warn!("ingest is turned off: revisions get Ready=False");
+            Arc::new(DisabledIngest)
+        }
+    };
+    let app = edgefn_server::router_with_artifacts(store, ingest, artifacts);
 
     let listener = tokio::net::TcpListener::bind(options.listen)
         .await

@@ -26,6 +26,16 @@ pub enum ApiError {
         name: String,
     },
 
+    /// No stored artifact has this digest.
+    #[error(
+        "artifact {digest} not found: no revision ingested by this server produced it; check \
+         the revision's status.ref and its Ready condition"
+    )]
+    ArtifactNotFound {
+        /// `sha256:<hex>` from the request.
+        digest: String,
+    },
+
     /// The request path or verb does not exist.
     #[error("the server could not find the requested resource ({method} {path})")]
     UnknownPath {
@@ -120,7 +130,9 @@ impl ApiError {
     pub fn code(&self) -> StatusCode {
         match self {
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
-            ApiError::NotFound { .. } | ApiError::UnknownPath { .. } => StatusCode::NOT_FOUND,
+            ApiError::NotFound { .. }
+            | ApiError::ArtifactNotFound { .. }
+            | ApiError::UnknownPath { .. } => StatusCode::NOT_FOUND,
             ApiError::AlreadyExists { .. } | ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::Invalid { .. } | ApiError::UnprocessablePatch { .. } => {
                 StatusCode::UNPROCESSABLE_ENTITY
@@ -136,7 +148,9 @@ impl ApiError {
     pub fn reason(&self) -> &'static str {
         match self {
             ApiError::BadRequest { .. } => "BadRequest",
-            ApiError::NotFound { .. } | ApiError::UnknownPath { .. } => "NotFound",
+            ApiError::NotFound { .. }
+            | ApiError::ArtifactNotFound { .. }
+            | ApiError::UnknownPath { .. } => "NotFound",
             ApiError::AlreadyExists { .. } => "AlreadyExists",
             ApiError::Conflict { .. } => "Conflict",
             ApiError::Invalid { .. } | ApiError::UnprocessablePatch { .. } => "Invalid",

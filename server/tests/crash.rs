@@ -19,7 +19,7 @@ fn killed_server_keeps_every_acknowledged_create() {
     let dir = tempfile::tempdir().expect("temporary folder");
     let data = dir.path().join("revisions.jsonl");
     let data = data.to_str().expect("UTF-8 path");
-    let mut server = Server::start(&["--data", data]);
+    let mut server = Server::start(&["--data", data, "--ingest", "none"]);
     let address = server.address;
 
     let acknowledged = Arc::new(Mutex::new(Vec::new()));
@@ -62,7 +62,7 @@ fn killed_server_keeps_every_acknowledged_create() {
         "the burst finished before the kill, so the test proved nothing"
     );
 
-    let restarted = Server::start(&["--data", data]);
+    let restarted = Server::start(&["--data", data, "--ingest", "none"]);
     for name in &acknowledged {
         let response = request(
             restarted.address,

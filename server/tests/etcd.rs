@@ -237,8 +237,8 @@ fn two_servers_share_one_etcd() {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     runtime.block_on(etcd.store("/registry/extensions.apoxy.dev/edgefunctionrevisions/"));
 
-    let first = Server::start(&["--etcd", &etcd.endpoint]);
-    let second = Server::start(&["--etcd", &etcd.endpoint]);
+    let first = Server::start(&["--etcd", &etcd.endpoint, "--ingest", "none"]);
+    let second = Server::start(&["--etcd", &etcd.endpoint, "--ingest", "none"]);
     let watch = WatchStream::open(
         first.address,
         &format!("{COLLECTION}?watch=true&resourceVersion=0"),

@@ -197,7 +197,7 @@ fn start_watch(kubectl: &Kubectl) -> Watch {
 fn kubectl_manages_revisions() {
     let dir = tempfile::tempdir().expect("temporary folder");
     let data = path_text(&dir.path().join("revisions.jsonl"));
-    let server = Server::start(&["--data", &data]);
+    let server = Server::start(&["--data", &data, "--ingest", "none"]);
     let kubectl = Kubectl::new(&server.url());
     let file = kubectl.write("revision.yaml", &manifest("demo", "first"));
 
@@ -313,7 +313,7 @@ fn kubectl_manages_revisions() {
 fn kubectl_shows_validation_errors() {
     let dir = tempfile::tempdir().expect("temporary folder");
     let data = path_text(&dir.path().join("revisions.jsonl"));
-    let server = Server::start(&["--data", &data]);
+    let server = Server::start(&["--data", &data, "--ingest", "none"]);
     let kubectl = Kubectl::new(&server.url());
     let broken = manifest("broken", "x").replace(
         "  mode: Filter\n",

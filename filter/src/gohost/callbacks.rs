@@ -306,6 +306,13 @@ unsafe extern "C" fn http_send_panic_reply(
 /// or StopAndBufferWatermark for headers that end the stream (a GET, a 204 response).
 const BUFFER_WITHOUT_BODY_PANIC: &[u8] = b"received wait data status when there is no data";
 
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty()
+        && haystack
+            .windows(needle.len())
+            .any(|window| window == needle)
+}
+
 /// Recognises the SDK's panic for buffering a stream that has no body, raised on the worker
 /// inside a header call with end_stream. There is no body to wait for, so edgefn treats the
 /// status as Continue (the request goes on) rather than answering 500.
@@ -854,9 +861,20 @@ unsafe extern "C" fn http_record_metric(config: *mut c_void, metric_id: u32, val
 
 // === Logging ===
 
+/// What Envoy's Go SDK logs when a request reaches a plugin name the library never
+/// registered; it then passes the request through.
+const PLUGIN_NOT_FOUND_LOG: &[u8] = b" not found, pass through by default";
+
 unsafe extern "C" fn log(level: u32, message: *mut c_void, message_len: i32) {
     guarded("envoyGoFilterLog", (), || {
         let bytes = go_bytes(message, message_len);
+        if contains(bytes, PLUGIN_NOT_FOUND_LOG) {
+            crate::stream::with_calling_config(|config| {
+                if contains(bytes, &config.plugin_name) {
+                    config.plugin_missing.store(true, Ordering::Relaxed);
+                }
+            });
+        }
         match level {
             0..=5 => envoy::log(level, bytes),
             6 => {}

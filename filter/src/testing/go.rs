@@ -301,6 +301,7 @@ pub fn fake_config() -> Arc<GoFilterConfig> {
         exports: exports(),
         config_id: NEXT_CONFIG_ID.fetch_add(1, Ordering::Relaxed),
         concurrency: 1,
+        plugin_missing: Default::default(),
     })
 }
 

@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use crate::abi::header_type;
-use crate::config::GoFilterConfig;
+use crate::config::{GoFilterConfig, ModuleConfig};
 use crate::envoy::HeaderList;
 use crate::hooks;
 use crate::shared::{DECODE, ENCODE};
@@ -48,7 +48,8 @@ impl Harness {
         envoy::install();
         go::install();
         let config = go::fake_config();
-        let envoy_config = Arc::into_raw(Arc::clone(&config)) as *const c_void;
+        let module_config = Box::new(ModuleConfig::Inline(Arc::clone(&config)));
+        let envoy_config = Box::into_raw(module_config) as *const c_void;
         let token = FilterToken::for_current_thread();
         let filter = &*token as *const FilterToken as *mut c_void;
         let module = hooks::envoy_dynamic_module_on_http_filter_new(envoy_config, filter);

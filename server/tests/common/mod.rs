@@ -13,6 +13,9 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::{header, Method, Request, StatusCode};
 use axum::Router;
+use edgefn_loader::FetchOptions;
+use edgefn_server::artifact_ingest::ArtifactIngest;
+use edgefn_server::artifacts::ArtifactStore;
 use edgefn_server::ingest::{Ingest, NoopIngest};
 use edgefn_server::store::{FileStore, FileStoreOptions, Store};
 use http_body_util::BodyExt as _;
@@ -52,6 +55,31 @@ impl TestApi {
             FileStore::open_with(dir.path().join("revisions.jsonl"), options).expect("open store"),
         );
         let app = edgefn_server::router(store.clone() as Arc<dyn Store>, ingest);
+        TestApi { app, store, dir }
+    }
+
+    /// Returns an application whose ingest fetches artifacts into an [`ArtifactStore`] in the
+    /// temporary folder (`artifacts/`), which the application serves by digest.
+    pub fn with_artifact_ingest() -> Self {
+        let dir = tempfile::tempdir().expect("create a temporary folder");
+        let store = Arc::new(
+            FileStore::open_with(
+                dir.path().join("revisions.jsonl"),
+                FileStoreOptions::default(),
+            )
+            .expect("open store"),
+        );
+        let artifacts =
+            Arc::new(ArtifactStore::open(dir.path().join("artifacts")).expect("artifact store"));
+        let ingest = Arc::new(ArtifactIngest::new(
+            Arc::clone(&artifacts),
+            FetchOptions::default(),
+        ));
+        let app = edgefn_server::router_with_artifacts(
+            store.clone() as Arc<dyn Store>,
+            ingest,
+            Some(artifacts),
+        );
         TestApi { app, store, dir }
     }
 

@@ -72,6 +72,8 @@ func getFactoryAndConfig(name string, configID uint64) (api.StreamFilterFactory,
 		return v.(*factoryAndParser).factory, config
 	}
 
-	api.LogErrorf("plugin %s not found, passing requests through", name)
+	// The wording is the one Envoy's Go SDK logs: hosts recognise it (edgefn answers 500
+	// instead of letting requests pass through a filter that does not exist).
+	api.LogErrorf("plugin %s not found, pass through by default", name)
 	return PassThroughFactory, config
 }
