@@ -21,6 +21,8 @@ async fn core_versions() {
     let (status, body) = api.get("/api").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["kind"], "APIVersions");
+    // No core version is listed: kubectl api-resources fails on a listed, empty version.
+    assert_eq!(body["versions"], serde_json::json!([]));
     let (status, body) = api.get("/api/v1").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["kind"], "APIResourceList");

@@ -201,6 +201,10 @@ fn kubectl_manages_revisions() {
     let kubectl = Kubectl::new(&server.url());
     let file = kubectl.write("revision.yaml", &manifest("demo", "first"));
 
+    // Discovery lists the resource without errors.
+    let resources = kubectl.ok(&["api-resources"]);
+    assert!(resources.contains("edgefunctionrevisions"), "{resources}");
+
     // apply creates, then configures.
     let applied = kubectl.ok(&["apply", "-f", &file]);
     assert!(
