@@ -14,6 +14,7 @@ use thiserror::Error;
 use crate::follow::{self, Follower};
 use crate::gohost::types::{capi, HttpConfig};
 use crate::gohost::{self, PROVIDED_CALLBACKS};
+use crate::retry::{self, RetryLoader};
 
 /// Environment variable naming the artifact cache directory inside Envoy's process.
 pub const CACHE_DIR_ENV: &str = "EDGEFN_CACHE_DIR";
@@ -58,6 +59,11 @@ pub enum ConfigError {
     ParseRejected { revision: String, plugin: String },
     #[error("apiServer filter config: {0}")]
     ApiServer(#[from] follow::SettingsError),
+    #[error("revision {revision:?}: cannot start the thread that retries loading it: {error}")]
+    RetryStart {
+        revision: String,
+        error: std::io::Error,
+    },
 }
 
 /// The module config `config_new` returns to Envoy, shared by every stream of one filter config.
@@ -66,6 +72,9 @@ pub enum ModuleConfig {
     Inline(Arc<GoFilterConfig>),
     /// A revision on an API server, loaded and replaced by a background thread.
     Follow(Follower),
+    /// A revision given inline whose plugin source was unavailable, loaded by a background
+    /// thread that retries.
+    Retry(RetryLoader),
 }
 
 impl ModuleConfig {
@@ -75,6 +84,7 @@ impl ModuleConfig {
         match self {
             Self::Inline(config) => Some(Arc::clone(config)),
             Self::Follow(follower) => follower.current(),
+            Self::Retry(loader) => loader.current(),
         }
     }
 
@@ -84,12 +94,26 @@ impl ModuleConfig {
         match self {
             Self::Inline(_) => false,
             Self::Follow(follower) => follower.fail_open(),
+            Self::Retry(loader) => loader.fail_open(),
+        }
+    }
+
+    /// Returns the response code details of the 503 sent while no plugin config is loaded.
+    pub fn not_loaded_details(&self) -> String {
+        match self {
+            Self::Inline(_) | Self::Follow(_) => NO_REVISION_DETAILS.to_owned(),
+            Self::Retry(loader) => loader.not_loaded_details(),
         }
     }
 }
 
+/// Response code details of the 503 sent while a followed revision is not loaded yet.
+const NO_REVISION_DETAILS: &str = "edgefn_no_revision_loaded";
+
 /// Builds the module config for one `config_new` call: an `apiServer` section starts a
-/// [`Follower`], and anything else is read as an inline revision by [`create`].
+/// [`Follower`], and anything else is read as an inline revision and loaded now. An inline
+/// revision whose plugin source is unavailable (see [`retry::is_retryable`]) is accepted, and
+/// a [`RetryLoader`] loads it in the background. Every other failure rejects the config.
 pub fn create_module(config_bytes: &[u8], concurrency: u32) -> Result<ModuleConfig, ConfigError> {
     if let Ok(text) = std::str::from_utf8(config_bytes) {
         if follow::is_api_server_config(text) {
@@ -98,7 +122,16 @@ pub fn create_module(config_bytes: &[u8], concurrency: u32) -> Result<ModuleConf
             return Ok(ModuleConfig::Follow(follower));
         }
     }
-    create(config_bytes, concurrency).map(ModuleConfig::Inline)
+
+    let revision = InlineRevision::parse(config_bytes)?;
+    match revision.load(concurrency) {
+        Ok(config) => Ok(ModuleConfig::Inline(config)),
+        Err(error) if retry::is_retryable(&error) => {
+            let loader = RetryLoader::start(revision, concurrency, &error)?;
+            Ok(ModuleConfig::Retry(loader))
+        }
+        Err(error) => Err(error),
+    }
 }
 
 /// The loaded plugin and its parsed config, shared by every stream of one filter config.
@@ -141,67 +174,106 @@ pub struct ConfigAllocation {
     pub metrics: Metrics,
 }
 
-/// Builds the filter config for one `config_new` call.
-pub fn create(config_bytes: &[u8], concurrency: u32) -> Result<Arc<GoFilterConfig>, ConfigError> {
-    let text = std::str::from_utf8(config_bytes).map_err(ConfigError::NotText)?;
-    let revision = edgefn_proto::parse_revision(text).map_err(|source| ConfigError::Revision {
-        revision: revision_name_hint(text),
-        source,
-    })?;
-    let name = revision.name().to_owned();
-    let field = |field| ConfigError::Field {
-        revision: name.clone(),
-        field,
-    };
+/// An inline revision that passed parsing and validation, with everything needed to fetch and
+/// load its plugin. [`create`] loads it once; a [`RetryLoader`] loads it again after its
+/// plugin source was unavailable.
+pub struct InlineRevision {
+    /// `metadata.name`, which logs and errors name.
+    pub name: String,
+    plugin_name: Box<[u8]>,
+    /// The plugin's URL or OCI image.
+    pub source: Source,
+    options: FetchOptions,
+    /// The plugin config, encoded as the `google.protobuf.Any` Go receives.
+    any: Vec<u8>,
+    /// The `edgefn.dev/fail-open` annotation: pass streams through while the plugin is not
+    /// loaded, instead of replying 503.
+    pub fail_open: bool,
+}
 
-    let source = revision
-        .spec
-        .code
-        .go_plugin_source
-        .as_ref()
-        .ok_or_else(|| ConfigError::Unsupported {
+impl InlineRevision {
+    /// Parses and validates the revision in a filter config, without fetching anything.
+    pub fn parse(config_bytes: &[u8]) -> Result<Self, ConfigError> {
+        let text = std::str::from_utf8(config_bytes).map_err(ConfigError::NotText)?;
+        let revision =
+            edgefn_proto::parse_revision(text).map_err(|source| ConfigError::Revision {
+                revision: revision_name_hint(text),
+                source,
+            })?;
+        let name = revision.name().to_owned();
+        let field = |field| ConfigError::Field {
             revision: name.clone(),
-            message: "only spec.code.goPluginSource is supported by this edgefn build; wasm \
-                      and JavaScript sources are not"
-                .to_owned(),
-        })?;
-    let plugin_source = match (&source.url, &source.oci) {
-        (Some(url), _) => Source::Url(url.clone()),
-        (None, Some(oci)) => Source::Oci(oci_source(oci)),
-        (None, None) => {
-            return Err(ConfigError::Unsupported {
+            field,
+        };
+
+        let source = revision
+            .spec
+            .code
+            .go_plugin_source
+            .as_ref()
+            .ok_or_else(|| ConfigError::Unsupported {
                 revision: name.clone(),
-                message: "spec.code.goPluginSource has neither url nor oci; set one".to_owned(),
-            })
-        }
-    };
-    let plugin_name = plugin_name(&revision)?;
-    let expected_sha256 = revision
-        .expected_sha256()
-        .map_err(field)?
-        .map(str::to_owned);
-    let wrapping = revision.plugin_config_wrapping().map_err(field)?;
-    let any = edgefn_proto::plugin_config_any(&revision.spec, wrapping).map_err(field)?;
+                message: "only spec.code.goPluginSource is supported by this edgefn build; \
+                          wasm and JavaScript sources are not"
+                    .to_owned(),
+            })?;
+        let plugin_source = match (&source.url, &source.oci) {
+            (Some(url), _) => Source::Url(url.clone()),
+            (None, Some(oci)) => Source::Oci(oci_source(oci)),
+            (None, None) => {
+                return Err(ConfigError::Unsupported {
+                    revision: name.clone(),
+                    message: "spec.code.goPluginSource has neither url nor oci; set one".to_owned(),
+                })
+            }
+        };
+        let plugin_name = plugin_name(&revision)?;
+        let expected_sha256 = revision
+            .expected_sha256()
+            .map_err(field)?
+            .map(str::to_owned);
+        let wrapping = revision.plugin_config_wrapping().map_err(field)?;
+        let any = edgefn_proto::plugin_config_any(&revision.spec, wrapping).map_err(field)?;
+        let fail_open = revision.fail_open().map_err(field)?;
 
-    let options = FetchOptions {
-        cache_dir: cache_dir(),
-        expected_sha256,
-        ..Default::default()
-    };
-    let artifact = edgefn_loader::fetch_blocking(&plugin_source, &options).map_err(|source| {
-        ConfigError::Fetch {
-            revision: name.clone(),
-            source: Box::new(source),
-        }
-    })?;
-    open_plugin(
-        name,
-        plugin_name,
-        any,
-        &artifact,
-        &plugin_source,
-        concurrency,
-    )
+        Ok(Self {
+            name,
+            plugin_name,
+            source: plugin_source,
+            options: FetchOptions {
+                cache_dir: cache_dir(),
+                expected_sha256,
+                ..Default::default()
+            },
+            any,
+            fail_open,
+        })
+    }
+
+    /// Fetches the plugin (blocking the calling thread), opens it and creates its Go plugin
+    /// config.
+    pub fn load(&self, concurrency: u32) -> Result<Arc<GoFilterConfig>, ConfigError> {
+        let artifact =
+            edgefn_loader::fetch_blocking(&self.source, &self.options).map_err(|source| {
+                ConfigError::Fetch {
+                    revision: self.name.clone(),
+                    source: Box::new(source),
+                }
+            })?;
+        open_plugin(
+            self.name.clone(),
+            self.plugin_name.clone(),
+            self.any.clone(),
+            &artifact,
+            &self.source,
+            concurrency,
+        )
+    }
+}
+
+/// Builds the filter config of an inline revision, fetching and loading its plugin now.
+pub fn create(config_bytes: &[u8], concurrency: u32) -> Result<Arc<GoFilterConfig>, ConfigError> {
+    InlineRevision::parse(config_bytes)?.load(concurrency)
 }
 
 /// Loads the Go plugin of a revision whose artifact is already in the cache: `artifact` came

@@ -46,18 +46,24 @@ thread_local! {
     /// stream's worker, so a pointer Envoy passes that is not in this set (already destroyed,
     /// or never created) is ignored instead of being used after free.
     static LIVE_STREAMS: RefCell<HashSet<usize>> = RefCell::new(HashSet::new());
+    /// Streams created on this worker while their filter's revision was not loaded, which get
+    /// a 503, and not destroyed yet: [`NotLoadedStream`] pointers.
+    static NOT_LOADED_STREAMS: RefCell<HashSet<usize>> = RefCell::new(HashSet::new());
 }
 
 /// Module pointer of a stream that started while no revision was loaded and passes through
 /// untouched (`failOpen: true`). It is never dereferenced, and no other hook acts on it.
 static PASS_THROUGH_STREAM: u8 = 1;
-/// Module pointer of a stream that started while no revision was loaded and gets a 503.
-static NO_REVISION_STREAM: u8 = 2;
+
+/// The module state of a stream that started while no revision was loaded and gets a 503.
+struct NotLoadedStream {
+    /// Envoy's response code details for the 503, which name the revision when it is known.
+    details: String,
+}
 
 /// Status and body of the reply to a request that arrives while no revision is loaded.
 const NO_REVISION_STATUS: u32 = 503;
 const NO_REVISION_BODY: &[u8] = b"edgefn: no edge function revision is loaded yet\n";
-const NO_REVISION_DETAILS: &[u8] = b"edgefn_no_revision_loaded";
 
 fn marker(stream: &'static u8) -> *const c_void {
     stream as *const u8 as *const c_void
@@ -158,11 +164,14 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_new(
         // every stream of it, and the stream takes its own reference to the plugin config.
         let module_config = unsafe { &*(config as *const ModuleConfig) };
         let Some(config) = module_config.current() else {
-            return if module_config.fail_open() {
-                marker(&PASS_THROUGH_STREAM)
-            } else {
-                marker(&NO_REVISION_STREAM)
-            };
+            if module_config.fail_open() {
+                return marker(&PASS_THROUGH_STREAM);
+            }
+            let stream = Box::into_raw(Box::new(NotLoadedStream {
+                details: module_config.not_loaded_details(),
+            }));
+            NOT_LOADED_STREAMS.with(|set| set.borrow_mut().insert(stream as usize));
+            return stream as *const c_void;
         };
         let stream = Stream::new(EnvoyStream::new(filter_envoy), config);
         let stream = Box::into_raw(Box::new(stream));
@@ -181,11 +190,18 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_new(
 
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_destroy(module: *const c_void) {
-    let is_marker = module == marker(&PASS_THROUGH_STREAM) || module == marker(&NO_REVISION_STREAM);
-    if module.is_null() || is_marker {
+    if module.is_null() || module == marker(&PASS_THROUGH_STREAM) {
         return;
     }
     let result = catch_unwind(|| {
+        let was_not_loaded =
+            NOT_LOADED_STREAMS.with(|set| set.borrow_mut().remove(&(module as usize)));
+        if was_not_loaded {
+            // SAFETY: the pointer was in the set, so it came from `Box::into_raw` in
+            // filter_new, and removing it from the set above makes this the only free.
+            drop(unsafe { Box::from_raw(module as *mut NotLoadedStream) });
+            return;
+        }
         let was_live = LIVE_STREAMS.with(|set| set.borrow_mut().remove(&(module as usize)));
         if !was_live {
             tracing::warn!("destroy called for a stream that is not live; ignored");
@@ -208,8 +224,8 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_request_headers(
     module: *const c_void,
     end_stream: bool,
 ) -> u32 {
-    if module == marker(&NO_REVISION_STREAM) {
-        return reply_no_revision(filter);
+    if let Some(details) = not_loaded_details(module) {
+        return reply_no_revision(filter, &details);
     }
     stream_hook(module, "request_headers", 1, |s| {
         s.on_headers(DECODE, end_stream)
@@ -286,15 +302,28 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_scheduled(
     });
 }
 
+/// Returns the response code details of a stream that gets a 503 because its revision was not
+/// loaded when it started, or `None` for any other module pointer.
+fn not_loaded_details(module: *const c_void) -> Option<String> {
+    let not_loaded = NOT_LOADED_STREAMS.with(|set| set.borrow().contains(&(module as usize)));
+    if !not_loaded {
+        return None;
+    }
+    // SAFETY: a pointer in the set came from `Box::into_raw` in `on_http_filter_new` and is
+    // freed only after it leaves the set in `on_http_filter_destroy`, on this same thread.
+    let stream = unsafe { &*(module as *const NotLoadedStream) };
+    Some(stream.details.clone())
+}
+
 /// Sends a 503 reply to a request that arrived while no revision was loaded.
-fn reply_no_revision(filter: *mut c_void) -> u32 {
+fn reply_no_revision(filter: *mut c_void, details: &str) -> u32 {
     let result = catch_unwind(|| {
         let headers = vec![(b"content-type".to_vec(), b"text/plain".to_vec())];
         EnvoyStream::new(filter).send_response(
             NO_REVISION_STATUS,
             &headers,
             NO_REVISION_BODY,
-            NO_REVISION_DETAILS,
+            details.as_bytes(),
         );
     });
     if let Err(payload) = result {

@@ -15,6 +15,7 @@ pub mod follow;
 pub mod gohost;
 pub mod hooks;
 pub mod logging;
+pub mod retry;
 pub mod shared;
 pub mod stream;
 #[cfg(test)]

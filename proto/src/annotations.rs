@@ -12,11 +12,19 @@ pub const SHA256_ANNOTATION: &str = "edgefn.dev/sha256";
 /// [`AnyWrapping`].
 pub const PLUGIN_CONFIG_TYPE_ANNOTATION: &str = "edgefn.dev/plugin-config-type";
 
+/// Behaviour of a filter whose revision is not loaded yet because its plugin source is
+/// unavailable: `"true"` passes requests through untouched, `"false"` (the default) replies 503.
+pub const FAIL_OPEN_ANNOTATION: &str = "edgefn.dev/fail-open";
+
 /// Prefix of edgefn's annotations. Any other key with this prefix is rejected, so that a
 /// misspelt option is not ignored.
 pub const ANNOTATION_PREFIX: &str = "edgefn.dev/";
 
-const KNOWN_ANNOTATIONS: &[&str] = &[SHA256_ANNOTATION, PLUGIN_CONFIG_TYPE_ANNOTATION];
+const KNOWN_ANNOTATIONS: &[&str] = &[
+    SHA256_ANNOTATION,
+    PLUGIN_CONFIG_TYPE_ANNOTATION,
+    FAIL_OPEN_ANNOTATION,
+];
 
 fn annotation_path(name: &str) -> String {
     error::key("metadata.annotations", name)
@@ -64,6 +72,23 @@ impl EdgeFunctionRevision {
             )
         })
     }
+
+    /// Returns the `edgefn.dev/fail-open` annotation as a bool, `false` when it is absent.
+    /// Only the exact strings `"true"` and `"false"` are accepted.
+    pub fn fail_open(&self) -> Result<bool, FieldError> {
+        let Some(value) = self.metadata.annotations.get(FAIL_OPEN_ANNOTATION) else {
+            return Ok(false);
+        };
+
+        match value.as_str() {
+            "true" => Ok(true),
+            "false" => Ok(false),
+            _ => Err(FieldError::new(
+                annotation_path(FAIL_OPEN_ANNOTATION),
+                format!("invalid value {value:?}, expected \"true\" or \"false\""),
+            )),
+        }
+    }
 }
 
 /// Validates edgefn's annotations on `revision.metadata.annotations` and returns one error per
@@ -87,6 +112,9 @@ pub(crate) fn validate_annotations(revision: &EdgeFunctionRevision) -> Vec<Field
         errors.push(error);
     }
     if let Err(error) = revision.plugin_config_wrapping() {
+        errors.push(error);
+    }
+    if let Err(error) = revision.fail_open() {
         errors.push(error);
     }
     errors

@@ -3,7 +3,9 @@
 mod common;
 
 use common::*;
-use edgefn_proto::annotations::{PLUGIN_CONFIG_TYPE_ANNOTATION, SHA256_ANNOTATION};
+use edgefn_proto::annotations::{
+    FAIL_OPEN_ANNOTATION, PLUGIN_CONFIG_TYPE_ANNOTATION, SHA256_ANNOTATION,
+};
 use edgefn_proto::AnyWrapping;
 use serde_json::{json, Value};
 
@@ -330,8 +332,54 @@ fn unknown_edgefn_annotation_is_rejected() {
         [field_error(
             "metadata.annotations[edgefn.dev/sha-256]",
             "unknown edgefn annotation, expected one of edgefn.dev/sha256, \
-             edgefn.dev/plugin-config-type"
+             edgefn.dev/plugin-config-type, edgefn.dev/fail-open"
         )]
+    );
+}
+
+const FAIL_OPEN_PATH: &str = "metadata.annotations[edgefn.dev/fail-open]";
+
+#[test]
+fn fail_open_true_is_read() {
+    let revision = accept_json(&with_annotation(FAIL_OPEN_ANNOTATION, "true"));
+
+    assert_eq!(revision.fail_open(), Ok(true));
+}
+
+#[test]
+fn fail_open_false_is_read() {
+    let revision = accept_json(&with_annotation(FAIL_OPEN_ANNOTATION, "false"));
+
+    assert_eq!(revision.fail_open(), Ok(false));
+}
+
+#[test]
+fn absent_fail_open_is_false() {
+    assert_eq!(accept_json(&go_url_spec()).fail_open(), Ok(false));
+}
+
+#[test]
+fn other_fail_open_values_are_rejected() {
+    for value in ["True", "yes", "1", "", " true"] {
+        assert_eq!(
+            reject_json(&with_annotation(FAIL_OPEN_ANNOTATION, value)),
+            [field_error(
+                FAIL_OPEN_PATH,
+                &format!("invalid value {value:?}, expected \"true\" or \"false\"")
+            )],
+            "value {value:?}"
+        );
+    }
+}
+
+#[test]
+fn fail_open_error_is_reported_with_spec_errors() {
+    let mut document = with_annotation(FAIL_OPEN_ANNOTATION, "on");
+    document["spec"]["mode"] = json!("sidecar");
+
+    assert_eq!(
+        paths(&reject_json(&document)),
+        [FAIL_OPEN_PATH, "spec.mode"]
     );
 }
 
