@@ -138,7 +138,7 @@ impl EnvoyStream {
         body
     }
 
-    /// The size of a body in bytes; 0 when absent.
+    /// Returns the size of a body in bytes; 0 when absent.
     pub fn body_size(&self, body_type: u32) -> usize {
         // SAFETY: `raw` is the live stream pointer and this runs inside one of its hooks.
         unsafe { abi::envoy_dynamic_module_callback_http_get_body_size(self.raw, body_type) }
@@ -198,7 +198,7 @@ impl EnvoyStream {
         }
     }
 
-    /// The index of the worker that owns this stream (0-based, from its `worker_N` name).
+    /// Returns the index of the worker that owns this stream (0-based, from `worker_N`).
     pub fn worker_index(&self) -> u32 {
         // SAFETY: `raw` is the live stream pointer and this runs on its worker.
         unsafe { abi::envoy_dynamic_module_callback_http_filter_get_worker_index(self.raw) }
@@ -211,7 +211,7 @@ impl EnvoyStream {
         unsafe { abi::envoy_dynamic_module_callback_http_filter_scheduler_new(self.raw) }
     }
 
-    /// A string attribute such as `request.protocol`; `None` when Envoy has none.
+    /// Returns a string attribute such as `request.protocol`; `None` when Envoy has none.
     pub fn attribute_string(&self, id: u32) -> Option<Vec<u8>> {
         let mut out = EnvoyBuffer::empty();
         // SAFETY: `out` is a valid destination; the bytes are copied before the hook returns.
@@ -224,7 +224,7 @@ impl EnvoyStream {
         found.then(|| unsafe { copy_bytes(out.ptr, out.length) })
     }
 
-    /// An integer attribute such as `response.code`; `None` when Envoy has none.
+    /// Returns an integer attribute such as `response.code`; `None` when Envoy has none.
     pub fn attribute_int(&self, id: u32) -> Option<u64> {
         let mut out = 0u64;
         // SAFETY: `out` is a valid destination for the result.
@@ -259,7 +259,7 @@ pub fn log(level: u32, message: &[u8]) {
     unsafe { abi::envoy_dynamic_module_callback_log(level, ModuleBuffer::new(message)) }
 }
 
-/// The level of Envoy's `dynamic_modules` logger (0 trace .. 6 off). Safe from any thread.
+/// Returns the level of Envoy's `dynamic_modules` logger (0 trace .. 6 off), from any thread.
 pub fn log_level() -> u32 {
     // SAFETY: reads a logger level; no arguments.
     unsafe { abi::envoy_dynamic_module_callback_get_log_level() }

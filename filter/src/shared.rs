@@ -33,7 +33,7 @@ pub struct RequestBlock {
 }
 
 impl RequestBlock {
-    /// The `processState` of one direction.
+    /// Returns the `processState` of one direction.
     pub fn process_state(&self, dir: usize) -> &ProcessState {
         if dir == DECODE {
             &self.decoding
@@ -102,7 +102,7 @@ impl Inner {
     }
 }
 
-/// What Envoy reported about the stream, copied on the worker so Go can read it anywhere.
+/// Stream facts Envoy reported, copied on the worker so Go can read them from any thread.
 #[derive(Default, Clone)]
 pub struct StreamInfo {
     /// 0 HTTP/1.0, 1 HTTP/1.1, 2 HTTP/2, 3 HTTP/3.
@@ -146,7 +146,7 @@ pub struct Direction {
     pub headers_end_stream: bool,
     /// Envoy delivered the end of this direction (end_stream or trailers).
     pub end_stream: bool,
-    /// Go has been told about the end of this direction.
+    /// Go has received the end of this direction.
     pub end_stream_delivered: bool,
     /// Trailers arrived and Go has not seen them yet.
     pub trailers_pending: bool,
@@ -162,7 +162,7 @@ impl Direction {
             .then(|| self.changed_headers.as_ref().unwrap_or(&self.header_copy))
     }
 
-    /// The header map for a change; `None` before the headers arrived.
+    /// Returns the header map for a change; `None` before the headers arrived.
     pub fn headers_mut(&mut self) -> Option<&mut HeaderList> {
         if !self.headers_present {
             return None;
@@ -265,7 +265,7 @@ pub fn apply_change(list: &mut HeaderList, change: &HeaderChange) {
     }
 }
 
-/// Whether a header value could end the header line or the header block on the wire.
+/// Returns whether a header value could end the header line or block on the wire.
 pub fn has_line_break(bytes: &[u8]) -> bool {
     bytes.iter().any(|b| matches!(b, b'\r' | b'\n' | 0))
 }

@@ -1,5 +1,5 @@
-//! The worker-thread side of one HTTP stream: Envoy's hooks feed Go, and Go's answers decide
-//! whether Envoy continues, buffers or stops.
+//! The worker-thread side of one HTTP stream: Envoy's hooks feed Go, and the statuses Go
+//! returns decide whether Envoy continues, buffers or stops.
 //!
 //! This follows the per-direction state machine of Envoy's golang filter (states
 //! `WaitingHeader` .. `Done`), mapped onto the dynamic-modules ABI. The ABI has no way to
@@ -33,7 +33,7 @@ enum Context {
     Scheduled,
 }
 
-/// What the direction does next.
+/// The next step of a direction.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Outcome {
     /// Release everything held and let the stream go on.
@@ -44,7 +44,7 @@ enum Outcome {
     StopAndBufferAll,
 }
 
-/// What to hand to Go next.
+/// The next input for Go.
 enum GoInput {
     Headers { end_stream: bool },
     Data { bytes: Vec<u8>, end_stream: bool },
@@ -157,7 +157,7 @@ impl Stream {
         self.finish_hook(dir, outcome, Context::HeadersHook)
     }
 
-    /// A body chunk arrived (`Received*Body`).
+    /// Handles a body chunk (`Received*Body`).
     pub fn on_data(&self, dir: usize, end_stream: bool) -> u32 {
         let kind = if dir == DECODE {
             body_type::RECEIVED_REQUEST
@@ -373,7 +373,7 @@ impl Stream {
         }
     }
 
-    /// Hands one input to Go and returns the status it answered.
+    /// Hands one input to Go and returns the status Go returned.
     fn call_go(&self, dir: usize, input: GoInput) -> u64 {
         let _calling = CallingConfig::enter(self.config());
         let exports = &self.config().exports;
@@ -419,8 +419,8 @@ impl Stream {
         }
     }
 
-    /// Applies Go's answer `status` (when given) and keeps feeding Go until the direction
-    /// either waits for Go or more data, or can be released.
+    /// Applies Go's `status` (when given) and keeps feeding Go until the direction either
+    /// waits for Go or more data, or can be released.
     fn drive(&self, dir: usize, mut status: Option<u64>, context: Context) -> Outcome {
         loop {
             self.apply_queued_header_changes();
