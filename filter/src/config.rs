@@ -430,8 +430,9 @@ fn new_plugin_config(
 }
 
 /// The cache directory: `$EDGEFN_CACHE_DIR`, else `$XDG_CACHE_HOME/edgefn`, else
-/// `$HOME/.cache/edgefn`, else the loader's default in the temporary directory.
-pub fn cache_dir() -> PathBuf {
+/// `$HOME/.cache/edgefn`, else `/var/cache/edgefn`. Never a shared temporary directory, where
+/// another user could plant the code Envoy loads.
+fn cache_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os(CACHE_DIR_ENV).filter(|v| !v.is_empty()) {
         return PathBuf::from(dir);
     }
@@ -441,7 +442,7 @@ pub fn cache_dir() -> PathBuf {
     if let Some(home) = std::env::var_os("HOME").filter(|v| !v.is_empty()) {
         return PathBuf::from(home).join(".cache").join("edgefn");
     }
-    FetchOptions::default().cache_dir
+    PathBuf::from("/var/cache/edgefn")
 }
 
 /// Metrics a Go plugin defines through `envoyGoFilterHttpDefineMetric`.

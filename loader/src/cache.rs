@@ -256,14 +256,56 @@ fn closed_error() -> io::Error {
 
 /// Creates `dir` and its parents. New directories get mode 0700, because the default cache
 /// directory is under the shared temporary directory.
-fn create_private_dir(dir: &Path) -> Result<(), FetchError> {
+/// Creates `dir` (mode 0700) if needed, then checks that it and its parent belong to this
+/// process's user and are not writable by others. A cache another user can write would let
+/// that user choose the code Envoy loads.
+pub(crate) fn create_private_dir(dir: &Path) -> Result<(), FetchError> {
     let mut builder = fs::DirBuilder::new();
     builder.recursive(true);
     #[cfg(unix)]
     std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
     builder
         .create(dir)
-        .map_err(|e| cache_io("create directory", dir, e))
+        .map_err(|e| cache_io("create directory", dir, e))?;
+
+    #[cfg(unix)]
+    for checked in [Some(dir), dir.parent()].into_iter().flatten() {
+        check_private_dir(checked)?;
+    }
+    Ok(())
+}
+
+#[cfg(unix)]
+fn check_private_dir(dir: &Path) -> Result<(), FetchError> {
+    use std::os::unix::fs::MetadataExt;
+
+    let unsafe_dir = |reason: String| FetchError::UnsafeCacheDir {
+        path: dir.to_owned(),
+        reason,
+    };
+    let metadata = fs::symlink_metadata(dir).map_err(|e| cache_io("inspect", dir, e))?;
+    // /proc/self belongs to the process's effective user.
+    let user = fs::metadata("/proc/self")
+        .map_err(|e| cache_io("inspect", Path::new("/proc/self"), e))?
+        .uid();
+    if !metadata.is_dir() {
+        return Err(unsafe_dir(
+            "it is not a directory (a symbolic link?)".to_owned(),
+        ));
+    }
+    if metadata.uid() != user {
+        return Err(unsafe_dir(format!(
+            "it belongs to uid {}, not {user}",
+            metadata.uid()
+        )));
+    }
+    if metadata.mode() & 0o022 != 0 {
+        return Err(unsafe_dir(format!(
+            "its mode {:o} lets other users write it",
+            metadata.mode() & 0o777
+        )));
+    }
+    Ok(())
 }
 
 /// Removes temporary files older than `STALE_TEMP_AGE`, left by a process that died while

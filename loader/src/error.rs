@@ -118,6 +118,13 @@ pub enum FetchError {
         error: io::Error,
     },
 
+    /// The cache directory could be changed by another user.
+    #[error(
+        "cache directory {path} is unsafe: {reason}; use a directory that belongs to this user \
+         and that other users cannot write (set EDGEFN_CACHE_DIR)"
+    )]
+    UnsafeCacheDir { path: PathBuf, reason: String },
+
     /// A local source file exists but cannot be read.
     #[error("cannot read {path}: {error}; check the path and its permissions")]
     ReadFile { path: PathBuf, error: io::Error },

@@ -240,3 +240,23 @@ fn no_fallback_for_another_url() {
 
     assert!(matches!(error, FetchError::Connection { .. }), "{error:?}");
 }
+
+#[test]
+fn cache_writable_by_others_rejected() {
+    use std::os::unix::fs::PermissionsExt;
+
+    let dir = TestDir::new("cache-unsafe");
+    let options = options_in(&dir);
+    fs::create_dir_all(&options.cache_dir).unwrap();
+    fs::set_permissions(&options.cache_dir, fs::Permissions::from_mode(0o777)).unwrap();
+    let server = TestServer::start_http();
+    server.set_route("/plugin.so", Route::Bytes(PLUGIN_BYTES.to_vec()));
+
+    let error = fetch_error(&Source::Url(server.url("/plugin.so")), &options);
+
+    assert!(
+        matches!(error, FetchError::UnsafeCacheDir { .. }),
+        "{error:?}"
+    );
+    assert!(error.to_string().contains("EDGEFN_CACHE_DIR"), "{error}");
+}

@@ -40,7 +40,7 @@ impl Records {
             layers: root.join("layers"),
         };
         for dir in [&records.tags, &records.manifests, &records.layers] {
-            create_private_dir(dir)?;
+            crate::cache::create_private_dir(dir)?;
         }
         Ok(records)
     }
@@ -127,16 +127,4 @@ fn write_record(dir: &Path, path: &Path, digest: &str) -> io::Result<()> {
         let _ = fs::remove_file(&temp);
     }
     result
-}
-
-fn create_private_dir(dir: &Path) -> Result<(), FetchError> {
-    let mut builder = fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-    builder.create(dir).map_err(|error| FetchError::CacheIo {
-        action: "create directory",
-        path: dir.to_owned(),
-        error,
-    })
 }
