@@ -304,6 +304,11 @@ impl Stream {
                 unsafe { crate::envoy::delete_scheduler(scheduler.0) };
             }
             let busy = inner.dirs.iter().any(|d| d.state.is_processing());
+            // Go's later calls all get CAPIFilterIsDestroy, so the copies can go now instead of
+            // when Go's garbage collector finalizes the request. Header values Go may still
+            // hold (header_values) stay until then.
+            inner.dirs = Default::default();
+            inner.ops.clear();
             if busy {
                 destroy_reason::TERMINATE
             } else {

@@ -248,17 +248,44 @@ unsafe extern "C" fn http_send_local_reply(
                 reply_headers.push((shared::lower(&key), value));
             }
 
-            let status = u32::try_from(code).unwrap_or(500);
+            let (status, body) = reply_status_and_body(block, code, go_bytes(body, body_len));
             inner.ops.push(Op::LocalReply(LocalReply {
                 status,
                 headers: reply_headers,
-                body: go_bytes(body, body_len).to_vec(),
+                body,
                 details: go_bytes(details, details_len).to_vec(),
             }));
             inner.wake_worker();
             capi::OK
         },
     )
+}
+
+/// Checks a plugin's local reply status: anything outside 200..=599 becomes 500 (a 1xx or an
+/// out-of-range code would break the client's framing), and a 204 or 304 carries no body.
+fn reply_status_and_body(block: &RequestBlock, code: i32, body: &[u8]) -> (u32, Vec<u8>) {
+    let (status, body) = checked_reply(code, body);
+    if i64::from(status) != i64::from(code) {
+        tracing::warn!(
+            plugin = %block.shared.config.plugin_name_str(),
+            code,
+            "local reply status outside 200..=599; sending 500"
+        );
+    }
+    (status, body)
+}
+
+fn checked_reply(code: i32, body: &[u8]) -> (u32, Vec<u8>) {
+    let status = u32::try_from(code)
+        .ok()
+        .filter(|status| (200..=599).contains(status))
+        .unwrap_or(500);
+    let body = if matches!(status, 204 | 304) {
+        Vec::new()
+    } else {
+        body.to_vec()
+    };
+    (status, body)
 }
 
 unsafe extern "C" fn http_send_panic_reply(
@@ -895,4 +922,27 @@ unsafe extern "C" fn log_level() -> u32 {
         crate::abi::log_level::INFO,
         envoy::log_level,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::checked_reply;
+
+    #[test]
+    fn reply_status_in_range_kept() {
+        assert_eq!(checked_reply(403, b"no"), (403, b"no".to_vec()));
+    }
+
+    #[test]
+    fn reply_status_out_of_range_becomes_500() {
+        for code in [-1, 0, 100, 199, 600, 1000, i32::MAX] {
+            assert_eq!(checked_reply(code, b"x").0, 500, "code {code}");
+        }
+    }
+
+    #[test]
+    fn reply_without_body_statuses_drop_body() {
+        assert_eq!(checked_reply(204, b"body"), (204, Vec::new()));
+        assert_eq!(checked_reply(304, b"body"), (304, Vec::new()));
+    }
 }
