@@ -38,6 +38,7 @@ pub(crate) fn parse_json_or_yaml(text: &str) -> Result<Json, SyntaxError> {
         });
     }
 
+    check_flow_depth(text)?;
     let yaml_error = match yaml_to_json(text) {
         Ok(value) => return Ok(value),
         Err(error) => error,
@@ -52,6 +53,43 @@ pub(crate) fn parse_json_or_yaml(text: &str) -> Result<Json, SyntaxError> {
     } else {
         Err(yaml_error)
     }
+}
+
+/// Deepest `[`/`{` nesting accepted, the same limit as serde_json's recursion limit.
+const MAX_FLOW_DEPTH: usize = 128;
+
+/// Rejects flow-style nesting deeper than [`MAX_FLOW_DEPTH`] before the YAML parser runs,
+/// because that parser takes time quadratic in the depth before it reports its own limit
+/// (about 75 s for 100,000 levels). Quoted text is skipped.
+fn check_flow_depth(text: &str) -> Result<(), SyntaxError> {
+    let mut depth = 0usize;
+    let mut quote: Option<char> = None;
+    let mut escaped = false;
+    for c in text.chars() {
+        match quote {
+            Some('"') if escaped => escaped = false,
+            Some('"') if c == '\\' => escaped = true,
+            Some(open) if c == open => quote = None,
+            Some(_) => {}
+            None => match c {
+                '"' | '\'' => quote = Some(c),
+                '[' | '{' => {
+                    depth += 1;
+                    if depth > MAX_FLOW_DEPTH {
+                        return Err(SyntaxError {
+                            format: "YAML",
+                            message: format!(
+                                "nesting deeper than {MAX_FLOW_DEPTH} levels of [ and {{"
+                            ),
+                        });
+                    }
+                }
+                ']' | '}' => depth = depth.saturating_sub(1),
+                _ => {}
+            },
+        }
+    }
+    Ok(())
 }
 
 fn yaml_to_json(text: &str) -> Result<Json, SyntaxError> {

@@ -18,10 +18,37 @@ use crate::types::{
 /// Validates a whole revision: its spec (see [`validate_spec`]) and edgefn's annotations.
 pub fn validate_revision(revision: &EdgeFunctionRevision) -> Result<(), Vec<FieldError>> {
     let mut errors = validate_annotations(revision);
+    let names = [
+        ("metadata.name", &revision.metadata.name),
+        ("spec.code.metadata.name", &revision.spec.code.metadata.name),
+    ];
+    for (path, name) in names {
+        if let Some(message) = invalid_name(name) {
+            errors.push(FieldError::new(path, message));
+        }
+    }
     if let Err(spec_errors) = validate_spec(&revision.spec) {
         errors.extend(spec_errors);
     }
     into_result(errors)
+}
+
+/// Longest object name accepted, as for Kubernetes object names.
+const MAX_NAME_LEN: usize = 253;
+
+/// Checks a revision or plugin name that ends up in logs and in the C string handed to Go:
+/// no control characters (they could forge log lines) and at most 253 bytes.
+fn invalid_name(name: &str) -> Option<String> {
+    if name.chars().any(char::is_control) {
+        return Some("must not contain control characters (such as newline or NUL)".to_owned());
+    }
+    if name.len() > MAX_NAME_LEN {
+        return Some(format!(
+            "must be at most {MAX_NAME_LEN} bytes, found {}",
+            name.len()
+        ));
+    }
+    None
 }
 
 /// Validates a spec, defaulted or not, and returns every invalid field.

@@ -417,3 +417,54 @@ fn name_hint_survives_invalid_spec() {
 fn name_hint_absent_for_bare_spec() {
     assert_eq!(edgefn_proto::revision_name_hint("mode: filter\n"), None);
 }
+
+#[test]
+fn deep_yaml_nesting_rejected() {
+    let depth = 100_000;
+    let text = format!(
+        "metadata: {{name: deep}}\nspec: {}{}\n",
+        "[".repeat(depth),
+        "]".repeat(depth)
+    );
+
+    let error = edgefn_proto::parse_revision(&text).unwrap_err();
+
+    assert!(
+        error.to_string().contains("nesting deeper than 128"),
+        "{error}"
+    );
+}
+
+#[test]
+fn quoted_brackets_do_not_count_as_nesting() {
+    let brackets = "[".repeat(200);
+    let text = format!(
+        "metadata: {{name: quoted}}\nspec:\n  code:\n    goPluginSource:\n      url: \
+         http://127.0.0.1/p.so\n      pluginConfig: '{{\"note\": \"{brackets}\"}}'\n"
+    );
+
+    let error = edgefn_proto::parse_revision(&text)
+        .err()
+        .map(|e| e.to_string());
+
+    assert!(
+        !error.as_deref().unwrap_or("").contains("nesting"),
+        "{error:?}"
+    );
+}
+
+#[test]
+fn control_characters_in_names_rejected() {
+    let text = "{\"metadata\": {\"name\": \"a\\nb\"}, \"spec\": {\"code\": {\"metadata\": \
+                {\"name\": \"p\\u0000\"}, \"goPluginSource\": {\"url\": \"http://127.0.0.1/p.so\"}}}}";
+
+    let error = edgefn_proto::parse_revision(text).unwrap_err();
+    let paths: Vec<&str> = error
+        .field_errors()
+        .iter()
+        .map(|e| e.path.as_str())
+        .collect();
+
+    assert!(paths.contains(&"metadata.name"), "{error}");
+    assert!(paths.contains(&"spec.code.metadata.name"), "{error}");
+}
