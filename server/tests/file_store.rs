@@ -182,3 +182,16 @@ async fn store_errors_name_the_object() {
         })
     );
 }
+
+#[tokio::test]
+async fn data_file_readable_only_by_owner() {
+    use std::os::unix::fs::PermissionsExt;
+
+    let dir = tempfile::tempdir().expect("temporary folder");
+    let path = dir.path().join("log.jsonl");
+    let store = FileStore::open(&path).expect("open");
+    store.create(revision("one")).await.expect("create one");
+
+    let mode = std::fs::metadata(&path).expect("stat").permissions().mode();
+    assert_eq!(mode & 0o077, 0, "mode {mode:o}");
+}

@@ -11,6 +11,7 @@
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -101,9 +102,11 @@ impl FileStore {
         let path = path.into();
         let lock = lock(&path)?;
         let (objects, revision, records) = replay(&path)?;
+        // Only the server's user may read the file: it holds registry passwords.
         let file = OpenOptions::new()
             .create(true)
             .append(true)
+            .mode(0o600)
             .open(&path)
             .map_err(|error| io_error("opening", &path, error))?;
         sync_parent(&path)?;
@@ -363,7 +366,12 @@ impl State {
             text.push(b'\n');
         }
 
-        let mut file = File::create(&temporary_path)
+        let mut file = OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&temporary_path)
             .map_err(|error| io_error("creating", &temporary_path, error))?;
         file.write_all(&text)
             .and_then(|()| file.sync_all())
