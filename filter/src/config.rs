@@ -219,7 +219,7 @@ impl InlineRevision {
             })?;
         let plugin_source = match (&source.url, &source.oci) {
             (Some(url), _) => Source::Url(url.clone()),
-            (None, Some(oci)) => Source::Oci(oci_source(oci)),
+            (None, Some(oci)) => Source::Oci(edgefn_loader::OciSource::from(oci)),
             (None, None) => {
                 return Err(ConfigError::Unsupported {
                     revision: name.clone(),
@@ -342,37 +342,6 @@ fn open_plugin(
         concurrency,
         plugin_missing: Default::default(),
     }))
-}
-
-/// Converts `goPluginSource.oci`. `passwordData` wins over `password`, as in Apoxy, which
-/// moves the password there and reads only `passwordData`.
-fn oci_source(oci: &edgefn_proto::OciImageRef) -> edgefn_loader::OciSource {
-    use edgefn_loader::{OciCredentials, Secret, SecretRef};
-
-    let credentials = match (&oci.credentials, &oci.credentials_ref) {
-        (Some(inline), _) => Some(match &inline.password_data {
-            Some(data) => OciCredentials::PasswordData {
-                username: inline.username.clone(),
-                password_data: Secret::new(data.0.clone()),
-            },
-            None => OciCredentials::Password {
-                username: inline.username.clone(),
-                password: Secret::new(inline.password.clone()),
-            },
-        }),
-        (None, Some(reference)) => Some(OciCredentials::SecretRef(SecretRef {
-            group: reference.group.clone(),
-            kind: reference.kind.clone(),
-            name: reference.name.clone(),
-            namespace: reference.namespace.clone(),
-        })),
-        (None, None) => None,
-    };
-    edgefn_loader::OciSource {
-        repo: oci.repo.clone(),
-        tag: oci.tag.clone(),
-        credentials,
-    }
 }
 
 fn load_error(revision: &str, source: &Source, error: edgefn_loader::LoadError) -> ConfigError {

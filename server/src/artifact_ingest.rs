@@ -102,7 +102,7 @@ fn artifact_source(revision: &EdgeFunctionRevision) -> Result<(Source, ArtifactK
     if let Some(go) = &code.go_plugin_source {
         let source = match (&go.url, &go.oci) {
             (Some(url), _) => Source::Url(remote_url(url, "spec.code.goPluginSource.url")?),
-            (None, Some(oci)) => Source::Oci(oci_source(oci)),
+            (None, Some(oci)) => Source::Oci(edgefn_loader::OciSource::from(oci)),
             (None, None) => {
                 return Err(
                     "spec.code.goPluginSource has neither url nor oci; set one of them".to_owned(),
@@ -136,37 +136,6 @@ fn remote_url(url: &str, field: &str) -> Result<String, String> {
             "{field} {url:?} is not an http:// or https:// URL; the server fetches artifacts \
              over HTTP(S) or from OCI registries only, never from its own disk"
         ))
-    }
-}
-
-/// Converts `goPluginSource.oci`. `passwordData` wins over `password`, as in Apoxy, which
-/// moves the password there and reads only `passwordData`.
-fn oci_source(oci: &edgefn_proto::OciImageRef) -> edgefn_loader::OciSource {
-    use edgefn_loader::{OciCredentials, Secret, SecretRef};
-
-    let credentials = match (&oci.credentials, &oci.credentials_ref) {
-        (Some(inline), _) => Some(match &inline.password_data {
-            Some(data) => OciCredentials::PasswordData {
-                username: inline.username.clone(),
-                password_data: Secret::new(data.0.clone()),
-            },
-            None => OciCredentials::Password {
-                username: inline.username.clone(),
-                password: Secret::new(inline.password.clone()),
-            },
-        }),
-        (None, Some(reference)) => Some(OciCredentials::SecretRef(SecretRef {
-            group: reference.group.clone(),
-            kind: reference.kind.clone(),
-            name: reference.name.clone(),
-            namespace: reference.namespace.clone(),
-        })),
-        (None, None) => None,
-    };
-    edgefn_loader::OciSource {
-        repo: oci.repo.clone(),
-        tag: oci.tag.clone(),
-        credentials,
     }
 }
 

@@ -54,6 +54,37 @@ pub struct OciSource {
     pub credentials: Option<OciCredentials>,
 }
 
+impl From<&edgefn_proto::OciImageRef> for OciSource {
+    /// Converts `goPluginSource.oci`. `passwordData` wins over `password`, as in Apoxy, which
+    /// moves the password there and reads only `passwordData`.
+    fn from(oci: &edgefn_proto::OciImageRef) -> Self {
+        let credentials = match (&oci.credentials, &oci.credentials_ref) {
+            (Some(inline), _) => Some(match &inline.password_data {
+                Some(data) => OciCredentials::PasswordData {
+                    username: inline.username.clone(),
+                    password_data: Secret::new(data.0.clone()),
+                },
+                None => OciCredentials::Password {
+                    username: inline.username.clone(),
+                    password: Secret::new(inline.password.clone()),
+                },
+            }),
+            (None, Some(reference)) => Some(OciCredentials::SecretRef(SecretRef {
+                group: reference.group.clone(),
+                kind: reference.kind.clone(),
+                name: reference.name.clone(),
+                namespace: reference.namespace.clone(),
+            })),
+            (None, None) => None,
+        };
+        Self {
+            repo: oci.repo.clone(),
+            tag: oci.tag.clone(),
+            credentials,
+        }
+    }
+}
+
 impl OciSource {
     /// Returns an anonymous source for `repo` and `tag`.
     pub fn new(repo: &str, tag: &str) -> Self {
