@@ -2,6 +2,7 @@
 //! Envoy's log is set to when the event happens.
 
 use std::io::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use tracing::{Level, Metadata};
 
@@ -81,5 +82,32 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for EnvoyLogWriter {
             level: envoy_level(metadata.level()),
             buffer: Vec::new(),
         }
+    }
+}
+
+/// Counts one occurrence of an event that can repeat on every request and returns its number
+/// when it should be logged: the 1st, 10th, 100th and so on, so a misbehaving plugin cannot
+/// flood Envoy's log.
+pub fn sampled(counter: &AtomicU64) -> Option<u64> {
+    let occurrence = counter.fetch_add(1, Ordering::Relaxed) + 1;
+    is_power_of_ten(occurrence).then_some(occurrence)
+}
+
+fn is_power_of_ten(mut value: u64) -> bool {
+    while value >= 10 && value % 10 == 0 {
+        value /= 10;
+    }
+    value == 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sampled_logs_powers_of_ten() {
+        let counter = AtomicU64::new(0);
+        let logged: Vec<u64> = (0..1000).filter_map(|_| sampled(&counter)).collect();
+        assert_eq!(logged, [1, 10, 100, 1000]);
     }
 }

@@ -528,10 +528,16 @@ impl Stream {
                         FilterState::WaitingData
                     }
                     go_status::STOP_AND_BUFFER | go_status::STOP_AND_BUFFER_WATERMARK if ended => {
-                        tracing::warn!(
-                            plugin = %self.config().plugin_name_str(),
-                            "plugin asked for more body after the end of the stream; continuing"
-                        );
+                        static CONTINUED: std::sync::atomic::AtomicU64 =
+                            std::sync::atomic::AtomicU64::new(0);
+                        if let Some(occurrences) = crate::logging::sampled(&CONTINUED) {
+                            tracing::warn!(
+                                plugin = %self.config().plugin_name_str(),
+                                occurrences,
+                                "plugin asked for more body after the end of the stream; \
+                                 continuing"
+                            );
+                        }
                         keep(d);
                         d.hold = false;
                         FilterState::WaitingData

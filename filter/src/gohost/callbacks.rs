@@ -9,11 +9,12 @@
 
 use std::ffi::c_void;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::config::ConfigAllocation;
 use crate::envoy::{self, byte_slice, copy_bytes};
 use crate::gohost::types::{buffer_action, capi, GoString, HEADER_ACTION_ADD};
+use crate::logging::sampled;
 use crate::shared::{self, apply_change, block_from_request, block_from_state, has_line_break};
 use crate::shared::{HeaderChange, Inner, LocalReply, Op, RequestBlock};
 use crate::stream::PANIC_REPLY_BODY;
@@ -238,11 +239,15 @@ unsafe extern "C" fn http_send_local_reply(
                     continue; // Envoy sets the reply's pseudo-headers itself.
                 }
                 if has_line_break(&key) || has_line_break(&value) {
-                    tracing::warn!(
-                        plugin = %block.shared.config.plugin_name_str(),
-                        header = %String::from_utf8_lossy(&key),
-                        "local reply header dropped: it contains CR, LF or NUL"
-                    );
+                    static DROPPED: AtomicU64 = AtomicU64::new(0);
+                    if let Some(occurrences) = sampled(&DROPPED) {
+                        tracing::warn!(
+                            plugin = %block.shared.config.plugin_name_str(),
+                            header = %String::from_utf8_lossy(&key),
+                            occurrences,
+                            "local reply header dropped: it contains CR, LF or NUL"
+                        );
+                    }
                     continue;
                 }
                 reply_headers.push((shared::lower(&key), value));
@@ -265,12 +270,16 @@ unsafe extern "C" fn http_send_local_reply(
 /// out-of-range code would break the client's framing), and a 204 or 304 carries no body.
 fn reply_status_and_body(block: &RequestBlock, code: i32, body: &[u8]) -> (u32, Vec<u8>) {
     let (status, body) = checked_reply(code, body);
+    static REPLACED: AtomicU64 = AtomicU64::new(0);
     if i64::from(status) != i64::from(code) {
-        tracing::warn!(
-            plugin = %block.shared.config.plugin_name_str(),
-            code,
-            "local reply status outside 200..=599; sending 500"
-        );
+        if let Some(occurrences) = sampled(&REPLACED) {
+            tracing::warn!(
+                plugin = %block.shared.config.plugin_name_str(),
+                code,
+                occurrences,
+                "local reply status outside 200..=599; sending 500"
+            );
+        }
     }
     (status, body)
 }
@@ -360,10 +369,14 @@ fn is_buffer_without_body(block: &RequestBlock, details: &[u8]) -> bool {
         return false;
     };
     d.buffer_without_body = true;
-    tracing::warn!(
-        plugin = %block.shared.config.plugin_name_str(),
-        "plugin asked to buffer the body of a stream that has none; continuing"
-    );
+    static CONTINUED: AtomicU64 = AtomicU64::new(0);
+    if let Some(occurrences) = sampled(&CONTINUED) {
+        tracing::warn!(
+            plugin = %block.shared.config.plugin_name_str(),
+            occurrences,
+            "plugin asked to buffer the body of a stream that has none; continuing"
+        );
+    }
     true
 }
 
@@ -453,11 +466,15 @@ fn change_headers(
         HeaderChange::Remove(k) => (k.as_slice(), &[][..]),
     };
     if key.is_empty() || has_line_break(key) || has_line_break(value) {
-        tracing::warn!(
-            plugin = %block.shared.config.plugin_name_str(),
-            header = %String::from_utf8_lossy(key),
-            "header change rejected: empty name, or CR, LF or NUL in the name or value"
-        );
+        static REJECTED: AtomicU64 = AtomicU64::new(0);
+        if let Some(occurrences) = sampled(&REJECTED) {
+            tracing::warn!(
+                plugin = %block.shared.config.plugin_name_str(),
+                header = %String::from_utf8_lossy(key),
+                occurrences,
+                "header change rejected: empty name, or CR, LF or NUL in the name or value"
+            );
+        }
         return capi::INTERNAL_FAILURE;
     }
 
