@@ -199,54 +199,7 @@ impl Client {
                     addr: self.addr,
                     source,
                 })?;
-        let io = TokioIo::new(stream);
-        let handshake_error = |source| ClientError::Handshake {
-            addr: self.addr,
-            protocol: self.protocol,
-            source,
-        };
-        let request_error = |source| ClientError::Request {
-            addr: self.addr,
-            method: method.clone(),
-            path: path.clone(),
-            source,
-        };
-
-        // The connection task drives the socket. It ends when the response is read and the
-        // sender is dropped, or with an error that the request also reports.
-        let response = match self.protocol {
-            Protocol::Http1 => {
-                let (mut sender, connection) = hyper::client::conn::http1::handshake(io)
-                    .await
-                    .map_err(handshake_error)?;
-                tokio::spawn(connection);
-                sender
-                    .send_request(http_request)
-                    .await
-                    .map_err(request_error)?
-            }
-            Protocol::Http2 => {
-                let (mut sender, connection) =
-                    hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
-                        .await
-                        .map_err(handshake_error)?;
-                tokio::spawn(connection);
-                sender
-                    .send_request(http_request)
-                    .await
-                    .map_err(request_error)?
-            }
-        };
-
-        let (parts, body) = response.into_parts();
-        let collected = body.collect().await.map_err(request_error)?;
-        let trailers = collected.trailers().map(header_pairs).unwrap_or_default();
-        Ok(Response {
-            status: parts.status,
-            headers: header_pairs(&parts.headers),
-            body: collected.to_bytes(),
-            trailers,
-        })
+        exchange(stream, self.addr, self.protocol, method, path, http_request).await
     }
 
     fn build(&self, request: Request) -> Result<hyper::Request<FrameBody>, ClientError> {
@@ -298,4 +251,69 @@ fn to_header_map(pairs: &[(String, String)], part: &'static str) -> Result<Heade
         map.append(name, value);
     }
     Ok(map)
+}
+
+/// Sends one request over a fresh connection and reads the whole response. Shared by
+/// [`Client`] and the paced client in `plugins`, which build their requests differently.
+pub(crate) async fn exchange<B>(
+    stream: TcpStream,
+    addr: SocketAddr,
+    protocol: Protocol,
+    method: Method,
+    path: String,
+    http_request: hyper::Request<B>,
+) -> Result<Response, ClientError>
+where
+    B: hyper::body::Body + Send + Unpin + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let io = TokioIo::new(stream);
+    let handshake_error = |source| ClientError::Handshake {
+        addr,
+        protocol,
+        source,
+    };
+    let request_error = |source| ClientError::Request {
+        addr,
+        method: method.clone(),
+        path: path.clone(),
+        source,
+    };
+
+    // The connection task drives the socket. It ends when the response is read and the
+    // sender is dropped, or with an error that the request also reports.
+    let response = match protocol {
+        Protocol::Http1 => {
+            let (mut sender, connection) = hyper::client::conn::http1::handshake(io)
+                .await
+                .map_err(handshake_error)?;
+            tokio::spawn(connection);
+            sender
+                .send_request(http_request)
+                .await
+                .map_err(request_error)?
+        }
+        Protocol::Http2 => {
+            let (mut sender, connection) =
+                hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
+                    .await
+                    .map_err(handshake_error)?;
+            tokio::spawn(connection);
+            sender
+                .send_request(http_request)
+                .await
+                .map_err(request_error)?
+        }
+    };
+
+    let (parts, body) = response.into_parts();
+    let collected = body.collect().await.map_err(request_error)?;
+    let trailers = collected.trailers().map(header_pairs).unwrap_or_default();
+    Ok(Response {
+        status: parts.status,
+        headers: header_pairs(&parts.headers),
+        body: collected.to_bytes(),
+        trailers,
+    })
 }

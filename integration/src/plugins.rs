@@ -20,19 +20,17 @@ use std::task::{ready, Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::BodyExt;
 use hyper::body::{Body, Frame};
 use hyper::header::{HeaderName, HeaderValue, HOST};
 use hyper::{HeaderMap, Method, StatusCode, Uri};
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use tempfile::TempDir;
 use tokio::net::TcpStream;
 use tokio::time::Sleep;
 
 use crate::body::FrameBody;
-use crate::client::{Client, ClientError, Protocol, Request, Response};
+use crate::client::{exchange, Client, ClientError, Protocol, Request, Response};
 use crate::config::{free_port, Revision};
-use crate::echo::{header_pairs, EchoUpstream, STATUS_HEADER};
+use crate::echo::{EchoUpstream, STATUS_HEADER};
 use crate::envoy::{log_tail, Envoy, EnvoyBuilder, EnvoyError};
 use crate::file_server::FileServer;
 use crate::server::{spawn_server, ServerHandle};
@@ -262,52 +260,7 @@ async fn send_paced_inner(
     let local_addr = stream
         .local_addr()
         .map_err(|source| ClientError::Connect { addr, source })?;
-    let io = TokioIo::new(stream);
-    let handshake_error = |source| ClientError::Handshake {
-        addr,
-        protocol,
-        source,
-    };
-    let request_error = |source| ClientError::Request {
-        addr,
-        method: method.clone(),
-        path: path.clone(),
-        source,
-    };
-
-    let response = match protocol {
-        Protocol::Http1 => {
-            let (mut sender, connection) = hyper::client::conn::http1::handshake(io)
-                .await
-                .map_err(handshake_error)?;
-            tokio::spawn(connection);
-            sender
-                .send_request(http_request)
-                .await
-                .map_err(request_error)?
-        }
-        Protocol::Http2 => {
-            let (mut sender, connection) =
-                hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
-                    .await
-                    .map_err(handshake_error)?;
-            tokio::spawn(connection);
-            sender
-                .send_request(http_request)
-                .await
-                .map_err(request_error)?
-        }
-    };
-
-    let (parts, body) = response.into_parts();
-    let collected = body.collect().await.map_err(request_error)?;
-    let trailers = collected.trailers().map(header_pairs).unwrap_or_default();
-    let response = Response {
-        status: parts.status,
-        headers: header_pairs(&parts.headers),
-        body: collected.to_bytes(),
-        trailers,
-    };
+    let response = exchange(stream, addr, protocol, method, path, http_request).await?;
     Ok(Exchange {
         response,
         local_addr,
