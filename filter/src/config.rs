@@ -19,7 +19,7 @@ use crate::retry::{self, RetryLoader};
 /// Environment variable naming the artifact cache directory inside Envoy's process.
 pub const CACHE_DIR_ENV: &str = "EDGEFN_CACHE_DIR";
 
-/// Why a filter config was refused. Each message names the revision and what to fix.
+/// Error that rejects a filter config. Each message names the revision and what to fix.
 #[derive(Debug, Error)]
 pub enum ConfigError {
     #[error("filter_config is not UTF-8 text: {0}; give the revision as JSON or YAML")]
@@ -145,7 +145,7 @@ pub struct GoFilterConfig {
     /// Envoy's worker count, the size of Go's per-worker request maps.
     pub concurrency: u32,
     /// The library has no plugin registered under `plugin_name`. Go's SDK only finds out at
-    /// the first request, where it would pass requests through; edgefn answers 500 instead.
+    /// the first request, where it would pass requests through; edgefn returns 500 instead.
     pub plugin_missing: std::sync::atomic::AtomicBool,
 }
 
@@ -158,7 +158,7 @@ impl GoFilterConfig {
 impl Drop for GoFilterConfig {
     fn drop(&mut self) {
         // SAFETY: the id came from this library's NewHttpPluginConfig and is destroyed once;
-        // no stream uses the config any more (each holds an Arc to it).
+        // no stream uses the config any more (each keeps an Arc to it).
         unsafe { (self.exports.destroy_http_plugin_config)(self.config_id, 0) };
     }
 }
@@ -352,8 +352,8 @@ fn load_error(revision: &str, source: &Source, error: edgefn_loader::LoadError) 
     }
 }
 
-/// The `metadata.name` of a revision that failed validation, so the error can name it;
-/// `<unnamed>` when the text has none.
+/// Returns the `metadata.name` of a revision that failed validation, so the error can name
+/// it, or `<unnamed>` when the text has none.
 fn revision_name_hint(text: &str) -> String {
     edgefn_proto::revision_name_hint(text).unwrap_or_else(|| "<unnamed>".to_owned())
 }
@@ -398,7 +398,7 @@ fn new_plugin_config(
     unsafe { (exports.new_http_plugin_config)(raw.cast()) }
 }
 
-/// The cache directory: `$EDGEFN_CACHE_DIR`, else `$XDG_CACHE_HOME/edgefn`, else
+/// Returns the cache directory: `$EDGEFN_CACHE_DIR`, else `$XDG_CACHE_HOME/edgefn`, else
 /// `$HOME/.cache/edgefn`, else `/var/cache/edgefn`. Never a shared temporary directory, where
 /// another user could plant the code Envoy loads.
 fn cache_dir() -> PathBuf {

@@ -96,7 +96,7 @@ impl EnvoyStream {
 
     /// Removes every value of `key`.
     pub fn remove_header(&self, header_type: u32, key: &[u8]) -> bool {
-        // SAFETY: a NULL value buffer asks Envoy to remove the key; `key` outlives the call.
+        // SAFETY: a NULL value buffer makes Envoy remove the key; `key` outlives the call.
         unsafe {
             abi::envoy_dynamic_module_callback_http_set_header(
                 self.raw,

@@ -2,7 +2,7 @@
 //!
 //! Go may call its host callbacks from any goroutine, and keeps the `httpRequest` pointer until
 //! its garbage collector runs the request's finalizer, possibly long after Envoy destroyed the
-//! stream. So the C structs Go sees live in a heap [`RequestBlock`] that only
+//! stream. So the C structs Go reads live in a heap [`RequestBlock`] that only
 //! `envoyGoFilterHttpFinalize` frees (or stream destruction, when Go never saw the stream), and
 //! everything Go may read or change sits behind one mutex. Go's reads are served from copies
 //! held here, never from Envoy's memory, and its writes are queued as [`Op`]s that the worker
@@ -133,7 +133,7 @@ pub struct Direction {
     pub released: Vec<u8>,
     /// Body bytes that arrived while Go was busy, not yet shown to Go.
     pub unseen: Vec<u8>,
-    /// Envoy holds raw body bytes for this direction (a body hook returned a buffering stop),
+    /// Envoy keeps raw body bytes for this direction (a body hook returned a buffering stop),
     /// so releasing must replace Envoy's buffered body with `released`.
     pub envoy_buffered: bool,
     /// `released` differs from the chunk Envoy is passing through (Go changed or added data).
@@ -151,12 +151,12 @@ pub struct Direction {
     /// Trailers arrived and Go has not seen them yet.
     pub trailers_pending: bool,
     /// Go's SDK panicked because the plugin asked to buffer a body after headers that ended
-    /// the stream; edgefn continues instead of answering 500.
+    /// the stream; edgefn continues instead of sending a 500 response.
     pub buffer_without_body: bool,
 }
 
 impl Direction {
-    /// The header map as Go sees it now; `None` before the headers arrived.
+    /// Returns the header map with Go's changes; `None` before the headers arrived.
     pub fn headers(&self) -> Option<&HeaderList> {
         self.headers_present
             .then(|| self.changed_headers.as_ref().unwrap_or(&self.header_copy))

@@ -580,7 +580,7 @@ impl Stream {
         Ok(())
     }
 
-    /// Decides what the direction needs after Go's last answer.
+    /// Decides what the direction needs after the last status Go returned.
     fn next_input(&self, inner: &mut Inner, dir: usize) -> Next {
         let d = &mut inner.dirs[dir];
         let state = d.state;
@@ -773,7 +773,7 @@ impl Drop for CallingConfig {
 pub fn with_calling_config(body: impl FnOnce(&GoFilterConfig)) {
     let config = CALLING_CONFIG.with(|current| current.get());
     // SAFETY: the pointer is set only while `call_go` runs on this thread, during which the
-    // stream holds an Arc to the config.
+    // stream keeps an Arc to the config.
     if let Some(config) = unsafe { config.as_ref() } {
         body(config);
     }

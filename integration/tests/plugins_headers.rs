@@ -281,7 +281,7 @@ async fn stream_info_reports_connection() {
 }
 
 /// Envoy's Go SDK passes requests through when the library registers no plugin under the
-/// revision's plugin name; edgefn answers 500 instead, so a typo never disables a filter.
+/// revision's plugin name; edgefn returns 500 instead, so a typo never disables a filter.
 #[tokio::test]
 async fn unknown_plugin_name_fails_closed() {
     let servers = PluginServers::start().unwrap();

@@ -33,7 +33,7 @@ pub fn validate_revision(revision: &EdgeFunctionRevision) -> Result<(), Vec<Fiel
     into_result(errors)
 }
 
-/// Longest object name accepted, as for Kubernetes object names.
+/// Maximum object name length in bytes, as for Kubernetes object names.
 const MAX_NAME_LEN: usize = 253;
 
 /// Checks a revision or plugin name that ends up in logs and in the C string handed to Go:

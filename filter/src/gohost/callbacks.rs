@@ -1,7 +1,7 @@
 //! The 34 host callbacks a Go plugin built with Envoy's Go SDK imports, implemented over the
 //! shared per-stream state (see `crate::shared`). Go calls them from any thread.
 //!
-//! Each callback catches Rust panics and answers `CAPIInternalFailure` (which Go ignores)
+//! Each callback catches Rust panics and returns `CAPIInternalFailure` (which Go ignores)
 //! instead of unwinding into Go. Statuses that make Go panic (`CAPIFilterIsDestroy`,
 //! `CAPINotInGo`, `CAPIInvalidPhase`, `CAPIInvalidScene`) are returned only where Envoy's
 //! golang filter returns them. Callbacks edgefn does not support yet answer
@@ -351,7 +351,7 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 
 /// Recognises the SDK's panic for buffering a stream that has no body, raised on the worker
 /// inside a header call with end_stream. There is no body to wait for, so edgefn treats the
-/// status as Continue (the request goes on) rather than answering 500.
+/// status as Continue (the request goes on) rather than sending a 500 response.
 fn is_buffer_without_body(block: &RequestBlock, details: &[u8]) -> bool {
     let pattern = BUFFER_WITHOUT_BODY_PANIC;
     if !is_worker(block)
@@ -656,7 +656,7 @@ unsafe extern "C" fn http_add_data(
         }
         d.released.extend_from_slice(go_bytes(data, length));
         d.body_changed = true;
-        // Off the worker, Envoy's golang filter posts the data and answers CAPIYield, which
+        // Off the worker, Envoy's golang filter posts the data and returns CAPIYield, which
         // Go does not wait on.
         if is_worker(block) {
             capi::OK
@@ -905,8 +905,8 @@ unsafe extern "C" fn http_record_metric(config: *mut c_void, metric_id: u32, val
 
 // === Logging ===
 
-/// What Envoy's Go SDK logs when a request reaches a plugin name the library never
-/// registered; it then passes the request through.
+/// Log text of Envoy's Go SDK for a request that reaches a plugin name the library never
+/// registered; the SDK then passes the request through.
 const PLUGIN_NOT_FOUND_LOG: &[u8] = b" not found, pass through by default";
 
 unsafe extern "C" fn log(level: u32, message: *mut c_void, message_len: i32) {

@@ -72,7 +72,7 @@ func getFactoryAndConfig(name string, configID uint64) (api.StreamFilterFactory,
 		return v.(*factoryAndParser).factory, config
 	}
 
-	// The wording is the one Envoy's Go SDK logs: hosts recognise it (edgefn answers 500
+	// The wording is the one Envoy's Go SDK logs: hosts recognise it (edgefn returns 500
 	// instead of letting requests pass through a filter that does not exist).
 	api.LogErrorf("plugin %s not found, pass through by default", name)
 	return PassThroughFactory, config
