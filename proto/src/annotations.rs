@@ -16,6 +16,9 @@ pub const PLUGIN_CONFIG_TYPE_ANNOTATION: &str = "edgefn.dev/plugin-config-type";
 /// unavailable: `"true"` passes requests through untouched, `"false"` (the default) replies 503.
 pub const FAIL_OPEN_ANNOTATION: &str = "edgefn.dev/fail-open";
 
+/// Maximum linear memory of one instance of a wasm revision, in MiB (1 to 4096).
+pub const MAX_MEMORY_ANNOTATION: &str = "edgefn.dev/max-memory-mib";
+
 /// Prefix of edgefn's annotations. Any other key with this prefix is rejected, so that a
 /// misspelt option is not ignored.
 pub const ANNOTATION_PREFIX: &str = "edgefn.dev/";
@@ -24,6 +27,7 @@ const KNOWN_ANNOTATIONS: &[&str] = &[
     SHA256_ANNOTATION,
     PLUGIN_CONFIG_TYPE_ANNOTATION,
     FAIL_OPEN_ANNOTATION,
+    MAX_MEMORY_ANNOTATION,
 ];
 
 fn annotation_path(name: &str) -> String {
@@ -91,6 +95,24 @@ impl EdgeFunctionRevision {
     }
 }
 
+impl EdgeFunctionRevision {
+    /// Returns the `edgefn.dev/max-memory-mib` annotation in bytes, or `None` when it is
+    /// absent.
+    pub fn max_memory(&self) -> Result<Option<usize>, FieldError> {
+        let Some(value) = self.metadata.annotations.get(MAX_MEMORY_ANNOTATION) else {
+            return Ok(None);
+        };
+
+        match value.parse::<usize>() {
+            Ok(mib @ 1..=4096) => Ok(Some(mib << 20)),
+            _ => Err(FieldError::new(
+                annotation_path(MAX_MEMORY_ANNOTATION),
+                format!("invalid value {value:?}, expected a whole number of MiB from 1 to 4096"),
+            )),
+        }
+    }
+}
+
 /// Validates edgefn's annotations on `revision.metadata.annotations` and returns one error per
 /// invalid annotation.
 pub(crate) fn validate_annotations(revision: &EdgeFunctionRevision) -> Vec<FieldError> {
@@ -115,6 +137,9 @@ pub(crate) fn validate_annotations(revision: &EdgeFunctionRevision) -> Vec<Field
         errors.push(error);
     }
     if let Err(error) = revision.fail_open() {
+        errors.push(error);
+    }
+    if let Err(error) = revision.max_memory() {
         errors.push(error);
     }
     errors

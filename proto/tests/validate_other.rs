@@ -4,7 +4,7 @@ mod common;
 
 use common::*;
 use edgefn_proto::annotations::{
-    FAIL_OPEN_ANNOTATION, PLUGIN_CONFIG_TYPE_ANNOTATION, SHA256_ANNOTATION,
+    FAIL_OPEN_ANNOTATION, MAX_MEMORY_ANNOTATION, PLUGIN_CONFIG_TYPE_ANNOTATION, SHA256_ANNOTATION,
 };
 use edgefn_proto::AnyWrapping;
 use serde_json::{json, Value};
@@ -332,7 +332,7 @@ fn unknown_edgefn_annotation_is_rejected() {
         [field_error(
             "metadata.annotations[edgefn.dev/sha-256]",
             "unknown edgefn annotation, expected one of edgefn.dev/sha256, \
-             edgefn.dev/plugin-config-type, edgefn.dev/fail-open"
+             edgefn.dev/plugin-config-type, edgefn.dev/fail-open, edgefn.dev/max-memory-mib"
         )]
     );
 }
@@ -366,6 +366,28 @@ fn other_fail_open_values_are_rejected() {
             [field_error(
                 FAIL_OPEN_PATH,
                 &format!("invalid value {value:?}, expected \"true\" or \"false\"")
+            )],
+            "value {value:?}"
+        );
+    }
+}
+
+#[test]
+fn max_memory_is_read_in_bytes() {
+    let revision = accept_json(&with_annotation(MAX_MEMORY_ANNOTATION, "64"));
+
+    assert_eq!(revision.max_memory(), Ok(Some(64 << 20)));
+    assert_eq!(accept_json(&go_url_spec()).max_memory(), Ok(None));
+}
+
+#[test]
+fn bad_max_memory_values_are_rejected() {
+    for value in ["0", "4097", "-1", "64Mi", ""] {
+        assert_eq!(
+            reject_json(&with_annotation(MAX_MEMORY_ANNOTATION, value)),
+            [field_error(
+                "metadata.annotations[edgefn.dev/max-memory-mib]",
+                &format!("invalid value {value:?}, expected a whole number of MiB from 1 to 4096")
             )],
             "value {value:?}"
         );

@@ -1,0 +1,166 @@
+//! The process-wide wasmtime engine and module compilation.
+//!
+//! One engine serves every revision: compiled code is tied to the engine's settings, and the
+//! epoch counter that enforces `spec.runtime.timeout` is per engine. A background thread
+//! advances the epoch every [`EPOCH_TICK`]; a call sets its deadline in ticks.
+//!
+//! Signal-based traps are off. Envoy and the Go runtime install their own SIGSEGV handlers in
+//! the same process, so wasmtime checks bounds, stack and division explicitly instead of
+//! catching faults. That costs some speed in generated code, and spares every wasm trap from
+//! depending on the order the three runtimes installed their handlers.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use thiserror::Error;
+use wasmtime::{Config, Engine, Module, OptLevel};
+
+/// How often the epoch advances, so also the granularity of timeouts.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Maximum wasm stack of one call, in bytes. Deeper recursion traps with a stack overflow.
+const MAX_WASM_STACK: usize = 1 << 20;
+
+/// The wasmtime version compiled code in the cache was made by, part of the cache file name.
+const WASMTIME_VERSION: &str = "48.0.10";
+
+/// Error that rejects a module.
+#[derive(Debug, Error)]
+pub enum CompileError {
+    #[error("cannot read the wasm module {path}: {error}")]
+    Read {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    #[error(
+        "{path} is not a WebAssembly binary (it does not start with \"\\0asm\"); \
+         spec.code.wasmSource.url must point at a .wasm file"
+    )]
+    NotWasm { path: PathBuf },
+    #[error("the wasm module {path} is invalid: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+/// Returns the shared engine, creating it and starting the epoch ticker on first use.
+pub fn engine() -> &'static Engine {
+    static ENGINE: OnceLock<Engine> = OnceLock::new();
+    ENGINE.get_or_init(|| {
+        let engine = Engine::new(&engine_config()).unwrap_or_else(|error| {
+            panic!("edgefn's fixed wasmtime settings were rejected: {error}")
+        });
+        start_epoch_ticker(engine.clone());
+        engine
+    })
+}
+
+fn engine_config() -> Config {
+    let mut config = Config::new();
+    config.epoch_interruption(true);
+    config.signals_based_traps(false);
+    config.max_wasm_stack(MAX_WASM_STACK);
+    config.cranelift_opt_level(OptLevel::Speed);
+    // SAFETY: wasmtime requires these Cranelift flags off when signal-based traps are off,
+    // because its Spectre mitigations rely on faulting loads.
+    unsafe {
+        config.cranelift_flag_set("enable_heap_access_spectre_mitigation", "false");
+        config.cranelift_flag_set("enable_table_access_spectre_mitigation", "false");
+    }
+    config
+}
+
+fn start_epoch_ticker(engine: Engine) {
+    let spawned = std::thread::Builder::new()
+        .name("edgefn-wasm-epoch".to_owned())
+        .spawn(move || loop {
+            std::thread::sleep(EPOCH_TICK);
+            engine.increment_epoch();
+        });
+    if let Err(error) = spawned {
+        // Without the ticker no deadline ever passes, so a looping function would hold its
+        // thread forever; there is no safe way to run without it.
+        panic!("cannot start the wasm epoch thread: {error}");
+    }
+}
+
+/// Returns the epoch deadline, in ticks, for a call that may run for `timeout`.
+pub fn deadline_ticks(timeout: Duration) -> u64 {
+    let ticks = timeout.as_nanos() / EPOCH_TICK.as_nanos();
+    u64::try_from(ticks).unwrap_or(u64::MAX).max(1)
+}
+
+/// Compiles the module at `path`, whose SHA-256 is `sha256`.
+///
+/// The compiled code is cached in `<compiled_dir>/<sha256>-wasmtime-<version>.cwasm` when
+/// `compiled_dir` is given, and later calls load it from there instead of compiling. A cache
+/// entry wasmtime does not accept (another engine setting or version) is compiled again.
+pub fn compile(
+    path: &Path,
+    sha256: &str,
+    compiled_dir: Option<&Path>,
+) -> Result<Module, CompileError> {
+    let cached =
+        compiled_dir.map(|dir| dir.join(format!("{sha256}-wasmtime-{WASMTIME_VERSION}.cwasm")));
+    if let Some(cached) = &cached {
+        if let Some(module) = load_compiled(cached) {
+            return Ok(module);
+        }
+    }
+
+    let bytes = fs::read(path).map_err(|error| CompileError::Read {
+        path: path.to_owned(),
+        error,
+    })?;
+    if !bytes.starts_with(b"\0asm") {
+        return Err(CompileError::NotWasm {
+            path: path.to_owned(),
+        });
+    }
+    let module = Module::new(engine(), &bytes).map_err(|error| CompileError::Invalid {
+        path: path.to_owned(),
+        message: format!("{error:#}"),
+    })?;
+
+    if let Some(cached) = &cached {
+        store_compiled(&module, cached);
+    }
+    Ok(module)
+}
+
+fn load_compiled(path: &Path) -> Option<Module> {
+    if !path.is_file() {
+        return None;
+    }
+    // SAFETY: the file is in edgefn's cache directory, which the loader requires to be owned
+    // by this user and writable by no one else, and it was written by `store_compiled` from
+    // a module this engine compiled. wasmtime checks the version and settings it was built
+    // with and returns an error, not undefined behaviour, when they differ.
+    match unsafe { Module::deserialize_file(engine(), path) } {
+        Ok(module) => Some(module),
+        Err(error) => {
+            tracing::warn!(path = %path.display(), "compiling again: cached code rejected: {error}");
+            None
+        }
+    }
+}
+
+fn store_compiled(module: &Module, path: &Path) {
+    let result = module
+        .serialize()
+        .map_err(std::io::Error::other)
+        .and_then(|bytes| {
+            if let Some(dir) = path.parent() {
+                fs::create_dir_all(dir)?;
+            }
+            let temporary = path.with_extension(format!("tmp{}", std::process::id()));
+            let mut file = fs::File::create(&temporary)?;
+            file.write_all(&bytes)?;
+            file.sync_all()?;
+            fs::rename(&temporary, path)
+        });
+    if let Err(error) = result {
+        tracing::warn!(path = %path.display(), "cannot cache compiled wasm code: {error}");
+    }
+}
