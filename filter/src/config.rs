@@ -57,6 +57,19 @@ pub enum ConfigError {
          line above says why); fix spec.code.goPluginSource.pluginConfig"
     )]
     ParseRejected { revision: String, plugin: String },
+    #[error("revision {revision:?}: cannot fetch the wasm module: {source}")]
+    WasmFetch {
+        revision: String,
+        source: Box<edgefn_loader::LoadError>,
+    },
+    #[error("revision {revision:?}: cannot compile the wasm module fetched from {url}: {source}")]
+    WasmCompile {
+        revision: String,
+        url: String,
+        source: edgefn_wasm::CompileError,
+    },
+    #[error("{0}")]
+    WasmLink(String),
     #[error("apiServer filter config: {0}")]
     ApiServer(#[from] follow::SettingsError),
     #[error("revision {revision:?}: cannot start the thread that retries loading it: {error}")]
@@ -75,6 +88,8 @@ pub enum ModuleConfig {
     /// A revision given inline whose plugin source was unavailable, loaded by a background
     /// thread that retries.
     Retry(RetryLoader),
+    /// A revision given inline whose code is a wasm module.
+    Wasm(Arc<crate::wasm::WasmRevision>),
 }
 
 impl ModuleConfig {
@@ -85,6 +100,7 @@ impl ModuleConfig {
             Self::Inline(config) => Some(Arc::clone(config)),
             Self::Follow(follower) => follower.current(),
             Self::Retry(loader) => loader.current(),
+            Self::Wasm(_) => None,
         }
     }
 
@@ -92,7 +108,7 @@ impl ModuleConfig {
     /// getting a 503.
     pub fn fail_open(&self) -> bool {
         match self {
-            Self::Inline(_) => false,
+            Self::Inline(_) | Self::Wasm(_) => false,
             Self::Follow(follower) => follower.fail_open(),
             Self::Retry(loader) => loader.fail_open(),
         }
@@ -101,7 +117,7 @@ impl ModuleConfig {
     /// Returns the response code details of the 503 sent while no plugin config is loaded.
     pub fn not_loaded_details(&self) -> String {
         match self {
-            Self::Inline(_) | Self::Follow(_) => NO_REVISION_DETAILS.to_owned(),
+            Self::Inline(_) | Self::Follow(_) | Self::Wasm(_) => NO_REVISION_DETAILS.to_owned(),
             Self::Retry(loader) => loader.not_loaded_details(),
         }
     }
@@ -123,6 +139,11 @@ pub fn create_module(config_bytes: &[u8], concurrency: u32) -> Result<ModuleConf
         }
     }
 
+    if let Some(revision) = wasm_revision(config_bytes)? {
+        let loaded = crate::wasm::load(&revision, cache_dir())?;
+        return Ok(ModuleConfig::Wasm(loaded));
+    }
+
     let revision = InlineRevision::parse(config_bytes)?;
     match revision.load(concurrency) {
         Ok(config) => Ok(ModuleConfig::Inline(config)),
@@ -132,6 +153,16 @@ pub fn create_module(config_bytes: &[u8], concurrency: u32) -> Result<ModuleConf
         }
         Err(error) => Err(error),
     }
+}
+
+/// Parses the revision in a filter config and returns it when its code is a wasm module.
+fn wasm_revision(config_bytes: &[u8]) -> Result<Option<EdgeFunctionRevision>, ConfigError> {
+    let text = std::str::from_utf8(config_bytes).map_err(ConfigError::NotText)?;
+    let revision = edgefn_proto::parse_revision(text).map_err(|source| ConfigError::Revision {
+        revision: revision_name_hint(text),
+        source,
+    })?;
+    Ok(crate::wasm::is_wasm_revision(&revision).then_some(revision))
 }
 
 /// The loaded plugin and its parsed config, shared by every stream of one filter config.
@@ -213,8 +244,8 @@ impl InlineRevision {
             .as_ref()
             .ok_or_else(|| ConfigError::Unsupported {
                 revision: name.clone(),
-                message: "only spec.code.goPluginSource is supported by this edgefn build; \
-                          wasm and JavaScript sources are not"
+                message: "spec.code.jsSource is not supported by this edgefn build; build the \
+                          JavaScript into a wasm module and give it as spec.code.wasmSource"
                     .to_owned(),
             })?;
         let plugin_source = match (&source.url, &source.oci) {

@@ -14,6 +14,7 @@ use crate::config::{self, ModuleConfig};
 use crate::envoy::{byte_slice, EnvoyStream};
 use crate::shared::{DECODE, ENCODE};
 use crate::stream::Stream;
+use crate::wasm::WasmStream;
 
 /// Panics caught in edgefn's own code since the module was loaded.
 pub static RUST_PANICS: AtomicU64 = AtomicU64::new(0);
@@ -49,6 +50,9 @@ thread_local! {
     /// Streams created on this worker while their filter's revision was not loaded, which get
     /// a 503, and not destroyed yet: [`NotLoadedStream`] pointers.
     static NOT_LOADED_STREAMS: RefCell<HashSet<usize>> = RefCell::new(HashSet::new());
+    /// Streams of wasm revisions created on this worker and not destroyed yet:
+    /// [`WasmStream`] pointers.
+    static WASM_STREAMS: RefCell<HashSet<usize>> = RefCell::new(HashSet::new());
 }
 
 /// Module pointer of a stream that started while no revision was loaded and passes through
@@ -75,6 +79,39 @@ fn stream_ref<'a>(module: *const c_void) -> Option<&'a Stream> {
     // SAFETY: a live pointer came from `Box::into_raw` in `on_http_filter_new` and is freed
     // only after it leaves the set in `on_http_filter_destroy`.
     live.then(|| unsafe { &*(module as *const Stream) })
+}
+
+/// Borrows the wasm stream behind a module pointer if it is live on this thread.
+fn wasm_stream_ref<'a>(module: *const c_void) -> Option<&'a WasmStream> {
+    let live = WASM_STREAMS.with(|set| set.borrow().contains(&(module as usize)));
+    // SAFETY: a pointer in the set came from `Box::into_raw` in `on_http_filter_new` and is
+    // freed only after it leaves the set in `on_http_filter_destroy`, on this same thread.
+    live.then(|| unsafe { &*(module as *const WasmStream) })
+}
+
+/// Runs a hook on whichever stream `module` is, Go or wasm; a panic fails the stream with a
+/// 500 and returns `on_panic`.
+fn any_stream_hook(
+    module: *const c_void,
+    hook: &str,
+    on_panic: u32,
+    go: impl FnOnce(&Stream) -> u32,
+    wasm: impl FnOnce(&WasmStream) -> u32,
+) -> u32 {
+    let Some(stream) = wasm_stream_ref(module) else {
+        return stream_hook(module, hook, on_panic, go);
+    };
+    match catch_unwind(AssertUnwindSafe(|| {
+        maybe_test_panic(hook);
+        wasm(stream)
+    })) {
+        Ok(status) => status,
+        Err(payload) => {
+            report_panic(hook, payload.as_ref());
+            let _ = catch_unwind(AssertUnwindSafe(|| stream.fail("edgefn_internal_error")));
+            on_panic
+        }
+    }
 }
 
 /// Runs a stream hook; a panic fails the stream with a 500 and returns `on_panic`.
@@ -163,6 +200,12 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_new(
         // SAFETY: `config` is the live pointer from config_new. Envoy destroys it only after
         // every stream of it, and the stream takes its own reference to the plugin config.
         let module_config = unsafe { &*(config as *const ModuleConfig) };
+        if let ModuleConfig::Wasm(revision) = module_config {
+            let stream = WasmStream::new(EnvoyStream::new(filter_envoy), revision);
+            let stream = Box::into_raw(Box::new(stream));
+            WASM_STREAMS.with(|set| set.borrow_mut().insert(stream as usize));
+            return stream as *const c_void;
+        }
         let Some(config) = module_config.current() else {
             if module_config.fail_open() {
                 return marker(&PASS_THROUGH_STREAM);
@@ -202,6 +245,14 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_destroy(module: *const c_v
             drop(unsafe { Box::from_raw(module as *mut NotLoadedStream) });
             return;
         }
+        let was_wasm = WASM_STREAMS.with(|set| set.borrow_mut().remove(&(module as usize)));
+        if was_wasm {
+            // SAFETY: the pointer was in the set, so it came from `Box::into_raw` in
+            // filter_new, and removing it from the set above makes this the only free.
+            let stream = unsafe { Box::from_raw(module as *mut WasmStream) };
+            stream.destroy();
+            return;
+        }
         let was_live = LIVE_STREAMS.with(|set| set.borrow_mut().remove(&(module as usize)));
         if !was_live {
             tracing::warn!("destroy called for a stream that is not live; ignored");
@@ -227,9 +278,13 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_request_headers(
     if let Some(details) = not_loaded_details(module) {
         return reply_no_revision(filter, &details);
     }
-    stream_hook(module, "request_headers", 1, |s| {
-        s.on_headers(DECODE, end_stream)
-    })
+    any_stream_hook(
+        module,
+        "request_headers",
+        1,
+        |s| s.on_headers(DECODE, end_stream),
+        |s| s.on_request_headers(end_stream),
+    )
 }
 
 #[no_mangle]
@@ -238,7 +293,13 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_request_body(
     module: *const c_void,
     end_stream: bool,
 ) -> u32 {
-    stream_hook(module, "request_body", 3, |s| s.on_data(DECODE, end_stream))
+    any_stream_hook(
+        module,
+        "request_body",
+        3,
+        |s| s.on_data(DECODE, end_stream),
+        |s| s.on_request_body(end_stream),
+    )
 }
 
 #[no_mangle]
@@ -246,7 +307,13 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_request_trailers(
     _filter: *mut c_void,
     module: *const c_void,
 ) -> u32 {
-    stream_hook(module, "request_trailers", 1, |s| s.on_trailers(DECODE))
+    any_stream_hook(
+        module,
+        "request_trailers",
+        1,
+        |s| s.on_trailers(DECODE),
+        |s| s.on_request_trailers(),
+    )
 }
 
 #[no_mangle]
@@ -255,9 +322,13 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_response_headers(
     module: *const c_void,
     end_stream: bool,
 ) -> u32 {
-    stream_hook(module, "response_headers", 1, |s| {
-        s.on_headers(ENCODE, end_stream)
-    })
+    any_stream_hook(
+        module,
+        "response_headers",
+        1,
+        |s| s.on_headers(ENCODE, end_stream),
+        |s| s.on_response_headers(end_stream),
+    )
 }
 
 #[no_mangle]
@@ -266,9 +337,13 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_response_body(
     module: *const c_void,
     end_stream: bool,
 ) -> u32 {
-    stream_hook(module, "response_body", 3, |s| {
-        s.on_data(ENCODE, end_stream)
-    })
+    any_stream_hook(
+        module,
+        "response_body",
+        3,
+        |s| s.on_data(ENCODE, end_stream),
+        |s| s.on_response_body(end_stream),
+    )
 }
 
 #[no_mangle]
@@ -276,7 +351,13 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_response_trailers(
     _filter: *mut c_void,
     module: *const c_void,
 ) -> u32 {
-    stream_hook(module, "response_trailers", 1, |s| s.on_trailers(ENCODE))
+    any_stream_hook(
+        module,
+        "response_trailers",
+        1,
+        |s| s.on_trailers(ENCODE),
+        |s| s.on_response_trailers(),
+    )
 }
 
 #[no_mangle]
@@ -284,10 +365,19 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_stream_complete(
     _filter: *mut c_void,
     module: *const c_void,
 ) {
-    stream_hook(module, "stream_complete", 0, |s| {
-        s.on_stream_complete();
-        0
-    });
+    any_stream_hook(
+        module,
+        "stream_complete",
+        0,
+        |s| {
+            s.on_stream_complete();
+            0
+        },
+        |s| {
+            s.on_stream_complete();
+            0
+        },
+    );
 }
 
 #[no_mangle]
@@ -296,10 +386,19 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_scheduled(
     module: *const c_void,
     _event_id: u64,
 ) {
-    stream_hook(module, "scheduled", 0, |s| {
-        s.on_scheduled();
-        0
-    });
+    any_stream_hook(
+        module,
+        "scheduled",
+        0,
+        |s| {
+            s.on_scheduled();
+            0
+        },
+        |s| {
+            s.on_scheduled();
+            0
+        },
+    );
 }
 
 /// Returns the response code details of a stream that gets a 503 because its revision was not

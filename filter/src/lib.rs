@@ -20,3 +20,4 @@ pub mod shared;
 pub mod stream;
 #[cfg(test)]
 mod testing;
+pub mod wasm;

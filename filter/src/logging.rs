@@ -94,7 +94,7 @@ pub fn sampled(counter: &AtomicU64) -> Option<u64> {
 }
 
 fn is_power_of_ten(mut value: u64) -> bool {
-    while value >= 10 && value % 10 == 0 {
+    while value >= 10 && value.is_multiple_of(10) {
         value /= 10;
     }
     value == 1

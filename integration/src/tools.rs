@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 pub const ENVOY_ENV: &str = "EDGEFN_ENVOY";
 /// Overrides the Go test plugins directory (default `<repo>/.work/plugins`).
 pub const PLUGINS_DIR_ENV: &str = "EDGEFN_PLUGINS_DIR";
+/// Overrides the wasm test modules directory (default `<repo>/.work/wasm`).
+pub const WASM_DIR_ENV: &str = "EDGEFN_WASM_DIR";
 /// Overrides the directory that contains `libedgefn.so` (default `<repo>/target/release`).
 pub const MODULE_DIR_ENV: &str = "EDGEFN_MODULE_DIR";
 /// File name Envoy looks for under `ENVOY_DYNAMIC_MODULES_SEARCH_PATH` for module `edgefn`.
@@ -28,6 +30,15 @@ pub enum ToolError {
          {PLUGINS_DIR_ENV}"
     )]
     PluginMissing {
+        path: PathBuf,
+        source_of_path: &'static str,
+    },
+    #[error(
+        "wasm test module {path} not found (directory from {source_of_path}); run \
+         scripts/setup.sh, which builds the modules with scripts/build-wasm-guests.sh, or set \
+         {WASM_DIR_ENV}"
+    )]
+    WasmMissing {
         path: PathBuf,
         source_of_path: &'static str,
     },
@@ -71,6 +82,21 @@ pub fn plugin_path(file_name: &str) -> Result<PathBuf, ToolError> {
         Ok(path)
     } else {
         Err(ToolError::PluginMissing {
+            path,
+            source_of_path,
+        })
+    }
+}
+
+/// Returns the path of wasm test module `file_name` (for example `echo.wasm`), checking that
+/// it exists.
+pub fn wasm_path(file_name: &str) -> Result<PathBuf, ToolError> {
+    let (dir, source_of_path) = from_env_or(WASM_DIR_ENV, ".work/wasm");
+    let path = dir.join(file_name);
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(ToolError::WasmMissing {
             path,
             source_of_path,
         })

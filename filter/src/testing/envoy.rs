@@ -266,7 +266,7 @@ impl FakeEnvoy {
 
     fn body_mut(&mut self, body_type: u32) -> Option<BodyRef<'_>> {
         let dir = &mut self.dirs[direction_of(body_type)];
-        if body_type % 2 == 0 {
+        if body_type.is_multiple_of(2) {
             dir.received.as_mut().map(BodyRef::Received)
         } else {
             Some(BodyRef::Buffered(&mut dir.buffered))
@@ -275,7 +275,7 @@ impl FakeEnvoy {
 
     fn body_chunks(&self, body_type: u32) -> Vec<&[u8]> {
         let dir = &self.dirs[direction_of(body_type)];
-        if body_type % 2 == 0 {
+        if body_type.is_multiple_of(2) {
             dir.received.iter().map(Vec::as_slice).collect()
         } else {
             dir.buffered.iter().flatten().map(Vec::as_slice).collect()

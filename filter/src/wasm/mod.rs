@@ -1,0 +1,183 @@
+//! Revisions whose code is `spec.code.wasmSource`: loading them, and the streams that run
+//! them. `backend` mode replies to requests with a CGI function on edgefn's own threads;
+//! `filter` mode runs a proxy-wasm filter on the worker thread.
+
+mod backend;
+mod pool;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use edgefn_loader::{FetchOptions, Source};
+use edgefn_proto::{EdgeFunctionMode, EdgeFunctionRevision};
+use edgefn_wasm::{BackendFunction, FunctionSettings};
+
+pub use backend::BackendStream;
+
+use crate::config::ConfigError;
+use crate::envoy::EnvoyStream;
+
+/// A loaded wasm revision, shared by every stream of one filter config.
+pub struct WasmRevision {
+    /// `metadata.name`, which logs name.
+    pub name: String,
+    kind: WasmKind,
+}
+
+enum WasmKind {
+    Backend(BackendFunction),
+}
+
+/// The module state of one stream of a wasm revision.
+pub enum WasmStream {
+    Backend(BackendStream),
+}
+
+impl WasmStream {
+    /// Creates the state of a new stream of `revision`.
+    pub fn new(envoy: EnvoyStream, revision: &Arc<WasmRevision>) -> Self {
+        match &revision.kind {
+            WasmKind::Backend(_) => Self::Backend(BackendStream::new(envoy, Arc::clone(revision))),
+        }
+    }
+
+    pub fn on_request_headers(&self, end_stream: bool) -> u32 {
+        match self {
+            Self::Backend(stream) => stream.on_request_headers(end_stream),
+        }
+    }
+
+    pub fn on_request_body(&self, end_stream: bool) -> u32 {
+        match self {
+            Self::Backend(stream) => stream.on_request_body(end_stream),
+        }
+    }
+
+    pub fn on_request_trailers(&self) -> u32 {
+        match self {
+            Self::Backend(stream) => stream.on_request_trailers(),
+        }
+    }
+
+    pub fn on_response_headers(&self, _end_stream: bool) -> u32 {
+        match self {
+            Self::Backend(_) => crate::abi::headers_status::CONTINUE,
+        }
+    }
+
+    pub fn on_response_body(&self, _end_stream: bool) -> u32 {
+        match self {
+            Self::Backend(_) => crate::abi::body_status::CONTINUE,
+        }
+    }
+
+    pub fn on_response_trailers(&self) -> u32 {
+        match self {
+            Self::Backend(_) => crate::abi::trailers_status::CONTINUE,
+        }
+    }
+
+    pub fn on_stream_complete(&self) {}
+
+    pub fn on_scheduled(&self) {
+        match self {
+            Self::Backend(stream) => stream.on_scheduled(),
+        }
+    }
+
+    /// Sends a 500 for an internal failure of this stream (a caught panic).
+    pub fn fail(&self, details: &str) {
+        match self {
+            Self::Backend(stream) => stream.fail(details),
+        }
+    }
+
+    /// Ends the stream on Envoy's side.
+    pub fn destroy(self) {
+        match self {
+            Self::Backend(stream) => stream.destroy(),
+        }
+    }
+}
+
+/// Returns whether the revision in a filter config names a wasm module, without validating it.
+pub fn is_wasm_revision(revision: &EdgeFunctionRevision) -> bool {
+    revision.spec.code.wasm_source.is_some()
+}
+
+/// Fetches, compiles and links the wasm module of `revision`, which must have passed
+/// validation and have `spec.code.wasmSource`.
+pub fn load(
+    revision: &EdgeFunctionRevision,
+    cache_dir: PathBuf,
+) -> Result<Arc<WasmRevision>, ConfigError> {
+    let name = revision.name().to_owned();
+    let field = |field| ConfigError::Field {
+        revision: name.clone(),
+        field,
+    };
+    let Some(wasm_source) = &revision.spec.code.wasm_source else {
+        return Err(ConfigError::Unsupported {
+            revision: name.clone(),
+            message: "spec.code.wasmSource is missing".to_owned(),
+        });
+    };
+
+    let settings = FunctionSettings {
+        revision: name.clone(),
+        env: revision
+            .spec
+            .env
+            .iter()
+            .map(|var| (var.name.clone(), var.value.clone()))
+            .collect(),
+        timeout: revision.spec.timeout().map_err(field)?,
+        fetch: revision.spec.fetch_api_enabled(),
+        kv: revision.spec.kv_enabled(),
+        max_memory: revision
+            .max_memory()
+            .map_err(field)?
+            .unwrap_or(edgefn_wasm::settings::DEFAULT_MAX_MEMORY),
+    };
+    let source = Source::Url(wasm_source.url.clone());
+    let options = FetchOptions {
+        cache_dir: cache_dir.clone(),
+        expected_sha256: revision
+            .expected_sha256()
+            .map_err(field)?
+            .map(str::to_owned),
+        ..Default::default()
+    };
+    let artifact = edgefn_loader::fetch_blocking(&source, &options).map_err(|source| {
+        ConfigError::WasmFetch {
+            revision: name.clone(),
+            source: Box::new(source),
+        }
+    })?;
+    let module = edgefn_wasm::compile(
+        &artifact.path,
+        &artifact.sha256,
+        Some(&cache_dir.join("compiled")),
+    )
+    .map_err(|source| ConfigError::WasmCompile {
+        revision: name.clone(),
+        url: wasm_source.url.clone(),
+        source,
+    })?;
+
+    let kind = match revision.spec.mode() {
+        Some(EdgeFunctionMode::Backend) => {
+            let function = BackendFunction::load(&module, settings)
+                .map_err(|source| ConfigError::WasmLink(source.to_string()))?;
+            WasmKind::Backend(function)
+        }
+        _ => {
+            return Err(ConfigError::Unsupported {
+                revision: name.clone(),
+                message: "wasm modules in filter mode are not supported yet".to_owned(),
+            })
+        }
+    };
+    tracing::info!(revision = %name, sha256 = %artifact.sha256, "loaded wasm revision");
+    Ok(Arc::new(WasmRevision { name, kind }))
+}

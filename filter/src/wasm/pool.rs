@@ -1,0 +1,66 @@
+//! The threads backend functions run on, so that a function never blocks an Envoy worker.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::{Arc, Mutex, OnceLock};
+
+/// Environment variable that sets the number of function threads.
+pub const THREADS_ENV: &str = "EDGEFN_WASM_THREADS";
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// Runs `job` on a function thread. Jobs queue when every thread is busy.
+pub fn spawn(job: impl FnOnce() + Send + 'static) {
+    static QUEUE: OnceLock<Mutex<Sender<Job>>> = OnceLock::new();
+    let queue = QUEUE.get_or_init(|| Mutex::new(start_threads(thread_count())));
+    let sender = queue
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if sender.send(Box::new(job)).is_err() {
+        tracing::error!("every wasm function thread has exited; the request is dropped");
+    }
+}
+
+/// Returns `$EDGEFN_WASM_THREADS`, or twice the CPU count with at least 4.
+fn thread_count() -> usize {
+    let configured = std::env::var(THREADS_ENV)
+        .ok()
+        .and_then(|value| value.parse::<usize>().ok())
+        .filter(|count| (1..=1024).contains(count));
+    configured.unwrap_or_else(|| {
+        let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+        (cpus * 2).max(4)
+    })
+}
+
+fn start_threads(count: usize) -> Sender<Job> {
+    let (sender, receiver) = channel::<Job>();
+    let receiver = Arc::new(Mutex::new(receiver));
+    for index in 0..count {
+        let receiver = Arc::clone(&receiver);
+        let spawned = std::thread::Builder::new()
+            .name(format!("edgefn-wasm-{index}"))
+            .spawn(move || run_jobs(&receiver));
+        if let Err(error) = spawned {
+            tracing::error!(index, "cannot start a wasm function thread: {error}");
+        }
+    }
+    sender
+}
+
+fn run_jobs(receiver: &Mutex<Receiver<Job>>) {
+    loop {
+        let job = {
+            let receiver = receiver
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            match receiver.recv() {
+                Ok(job) => job,
+                Err(_) => return,
+            }
+        };
+        if let Err(payload) = catch_unwind(AssertUnwindSafe(job)) {
+            crate::hooks::report_panic("wasm function thread", payload.as_ref());
+        }
+    }
+}
