@@ -1,7 +1,10 @@
 //! `edgefn`: publishes Go filter plugins to OCI registries in the layout edgefn and Apoxy pull,
-//! and pulls them into the edgefn cache ahead of time.
+//! pulls them into the edgefn cache ahead of time, and serves backend wasm functions.
+
+mod run;
 
 use std::io::{IsTerminal, Read};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -14,7 +17,7 @@ use edgefn_loader::{fetch_blocking, FetchOptions, OciCredentials, OciSource, Sec
 #[command(
     name = "edgefn",
     version,
-    about = "Publish and fetch edgefn Go filter plugins"
+    about = "Publish and fetch edgefn Go filter plugins, and serve backend wasm functions"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -45,6 +48,19 @@ enum Command {
         cache_dir: Option<PathBuf>,
         #[command(flatten)]
         registry: RegistryArgs,
+    },
+    /// Serve a backend wasm function (an EdgeFunctionRevision file, YAML or JSON) over HTTP,
+    /// on 127.0.0.1 at spec.runtime.port (default 8080), until interrupted.
+    Run {
+        /// The revision file.
+        #[arg(value_name = "REVISION")]
+        file: PathBuf,
+        /// Address to listen on instead, such as 0.0.0.0:8080.
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<SocketAddr>,
+        /// Cache directory for fetched and compiled modules; the same default as `pull`.
+        #[arg(long, value_name = "DIR")]
+        cache_dir: Option<PathBuf>,
     },
 }
 
@@ -85,9 +101,14 @@ impl RegistryArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // `run` is a server, so its log shows each failed request; push and pull show warnings.
+    let level = match cli.command {
+        Command::Run { .. } => tracing_subscriber::filter::LevelFilter::INFO,
+        _ => tracing_subscriber::filter::LevelFilter::WARN,
+    };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_max_level(tracing_subscriber::filter::LevelFilter::WARN)
+        .with_max_level(level)
         .with_target(false)
         .init();
 
@@ -102,6 +123,11 @@ fn main() -> ExitCode {
             cache_dir,
             registry,
         } => run_pull(&reference, cache_dir, &registry),
+        Command::Run {
+            file,
+            listen,
+            cache_dir,
+        } => run::run(&file, listen, &cache_dir.unwrap_or_else(default_cache_dir)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

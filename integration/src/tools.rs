@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 pub const ENVOY_ENV: &str = "EDGEFN_ENVOY";
 /// Overrides the Go test plugins directory (default `<repo>/.work/plugins`).
 pub const PLUGINS_DIR_ENV: &str = "EDGEFN_PLUGINS_DIR";
+/// Overrides the `edgefn` command (default `<target dir>/debug/edgefn`).
+pub const CLI_ENV: &str = "EDGEFN_CLI";
 /// Overrides the wasm test modules directory (default `<repo>/.work/wasm`).
 pub const WASM_DIR_ENV: &str = "EDGEFN_WASM_DIR";
 /// Overrides the directory that contains `libedgefn.so` (default `<repo>/target/release`).
@@ -33,6 +35,8 @@ pub enum ToolError {
         path: PathBuf,
         source_of_path: &'static str,
     },
+    #[error("edgefn command {path} not found; run `cargo build -p edgefn-cli`, or set {CLI_ENV}")]
+    CliMissing { path: PathBuf },
     #[error(
         "wasm test module {path} not found (directory from {source_of_path}); run \
          scripts/setup.sh, which builds the modules with scripts/build-wasm-guests.sh, or set \
@@ -85,6 +89,23 @@ pub fn plugin_path(file_name: &str) -> Result<PathBuf, ToolError> {
             path,
             source_of_path,
         })
+    }
+}
+
+/// Returns the `edgefn` command, checking that it exists.
+pub fn cli_binary() -> Result<PathBuf, ToolError> {
+    let path = match std::env::var_os(CLI_ENV).filter(|value| !value.is_empty()) {
+        Some(path) => PathBuf::from(path),
+        None => std::env::var_os("CARGO_TARGET_DIR")
+            .filter(|value| !value.is_empty())
+            .map_or_else(|| repo_root().join("target"), PathBuf::from)
+            .join("debug")
+            .join("edgefn"),
+    };
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(ToolError::CliMissing { path })
     }
 }
 

@@ -17,6 +17,8 @@ pub struct WasmRevision {
     pub kv: Option<bool>,
     /// `spec.code.metadata.name`, the proxy-wasm root id, left out when `None`.
     pub code_name: Option<String>,
+    /// `spec.runtime.port`, left out when `None`.
+    pub port: Option<u16>,
 }
 
 impl WasmRevision {
@@ -31,6 +33,7 @@ impl WasmRevision {
             fetch_api: None,
             kv: None,
             code_name: None,
+            port: None,
         }
     }
 
@@ -55,6 +58,9 @@ impl WasmRevision {
         let mut runtime = json!({});
         if let Some(timeout) = &self.timeout {
             runtime["timeout"] = json!(timeout);
+        }
+        if let Some(port) = self.port {
+            runtime["port"] = json!(port);
         }
         if self.fetch_api.is_some() || self.kv.is_some() {
             runtime["capabilities"] = json!({ "fetchAPI": self.fetch_api, "kv": self.kv });

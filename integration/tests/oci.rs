@@ -28,7 +28,6 @@ const PLUGIN_NAME: &str = "add-header";
 const REGISTRY_BIN: &str = "/usr/bin/docker-registry";
 const HTPASSWD_BIN: &str = "/usr/bin/htpasswd";
 /// Overrides the `edgefn` binary (default `<target dir>/debug/edgefn`).
-const CLI_ENV: &str = "EDGEFN_CLI";
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 const TAIL: usize = 40;
 
@@ -123,20 +122,7 @@ impl Drop for Registry {
 }
 
 fn cli_binary() -> PathBuf {
-    let path = match std::env::var_os(CLI_ENV).filter(|value| !value.is_empty()) {
-        Some(path) => PathBuf::from(path),
-        None => std::env::var_os("CARGO_TARGET_DIR")
-            .filter(|value| !value.is_empty())
-            .map_or_else(|| tools::repo_root().join("target"), PathBuf::from)
-            .join("debug")
-            .join("edgefn"),
-    };
-    assert!(
-        path.is_file(),
-        "edgefn CLI {} not found; run `cargo build -p edgefn-cli`, or set {CLI_ENV}",
-        path.display()
-    );
-    path
+    tools::cli_binary().unwrap_or_else(|error| panic!("{error}"))
 }
 
 /// Pushes `file` with `edgefn push` and returns the digest it printed.

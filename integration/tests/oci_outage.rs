@@ -25,7 +25,6 @@ use support::{lines_with, plugin_path, tail};
 
 const REGISTRY_BIN: &str = "/usr/bin/docker-registry";
 /// Overrides the `edgefn` binary (default `<target dir>/debug/edgefn`).
-const CLI_ENV: &str = "EDGEFN_CLI";
 const REGISTRY_START_TIMEOUT: Duration = Duration::from_secs(20);
 /// Time allowed for a plugin to load once its registry is back: the longest pause between two
 /// retries (30 s) plus one pull, because the pause may have grown while the registry was down.
@@ -138,20 +137,7 @@ fn free_port() -> u16 {
 }
 
 fn cli_binary() -> PathBuf {
-    let path = match std::env::var_os(CLI_ENV).filter(|value| !value.is_empty()) {
-        Some(path) => PathBuf::from(path),
-        None => std::env::var_os("CARGO_TARGET_DIR")
-            .filter(|value| !value.is_empty())
-            .map_or_else(|| tools::repo_root().join("target"), PathBuf::from)
-            .join("debug")
-            .join("edgefn"),
-    };
-    assert!(
-        path.is_file(),
-        "edgefn CLI {} not found; run `cargo build -p edgefn-cli`, or set {CLI_ENV}",
-        path.display()
-    );
-    path
+    tools::cli_binary().unwrap_or_else(|error| panic!("{error}"))
 }
 
 /// Pushes `file` to `host` with `edgefn push --insecure`.

@@ -363,3 +363,49 @@ async fn module_without_start_is_rejected() {
     let revision = WasmRevision::new("wasm-no-start", "backend", path.to_str().unwrap());
     assert_rejected(&revision, &["`_start`"]).await;
 }
+
+/// Kills the child process when dropped, so a failed assert leaves no server behind.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test]
+async fn run_command_serves_function() {
+    let port = free_port().unwrap();
+    let mut revision =
+        WasmRevision::new("cli-run-echo", "backend", wasm("echo.wasm")).env("GREETING", "cli");
+    revision.port = Some(port);
+    let (dir, file) = scratch_file("revision.json", revision.to_template_value().as_bytes());
+    let cli = tools::cli_binary().unwrap_or_else(|error| panic!("{error}"));
+    let child = std::process::Command::new(cli)
+        .arg("run")
+        .arg(&file)
+        .arg("--cache-dir")
+        .arg(dir.path().join("cache"))
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let _child = KillOnDrop(child);
+
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let mut response = None;
+    for _attempt in 0..100 {
+        match Client::http1(addr).send(Request::get("/via/cli?x=1")).await {
+            Ok(answer) => {
+                response = Some(answer);
+                break;
+            }
+            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+        }
+    }
+    let response = response.expect("edgefn run did not accept a connection within 10 s");
+    assert_eq!(response.status, 200);
+    let body = response.body_text();
+    assert!(body.lines().any(|l| l == "path=/via/cli"), "{body}");
+    assert!(body.lines().any(|l| l == "greeting=cli"), "{body}");
+}

@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use edgefn_proto::{EdgeFunctionRevision, FieldError};
+
 /// Linear memory cap per instance when the revision does not set one.
 pub const DEFAULT_MAX_MEMORY: usize = 128 << 20;
 
@@ -34,6 +36,24 @@ impl FunctionSettings {
             kv: true,
             max_memory: DEFAULT_MAX_MEMORY,
         }
+    }
+
+    /// Reads the settings of a validated revision: `spec.env`, `spec.runtime` and the
+    /// `edgefn.dev/max-memory-mib` annotation.
+    pub fn from_revision(revision: &EdgeFunctionRevision) -> Result<Self, FieldError> {
+        let spec = &revision.spec;
+        Ok(Self {
+            revision: revision.name().to_owned(),
+            env: spec
+                .env
+                .iter()
+                .map(|var| (var.name.clone(), var.value.clone()))
+                .collect(),
+            timeout: spec.timeout()?,
+            fetch: spec.fetch_api_enabled(),
+            kv: spec.kv_enabled(),
+            max_memory: revision.max_memory()?.unwrap_or(DEFAULT_MAX_MEMORY),
+        })
     }
 
     /// Returns the value of a `spec.env` variable; the last entry wins when a name repeats.

@@ -123,22 +123,7 @@ pub fn load(
         });
     };
 
-    let settings = FunctionSettings {
-        revision: name.clone(),
-        env: revision
-            .spec
-            .env
-            .iter()
-            .map(|var| (var.name.clone(), var.value.clone()))
-            .collect(),
-        timeout: revision.spec.timeout().map_err(field)?,
-        fetch: revision.spec.fetch_api_enabled(),
-        kv: revision.spec.kv_enabled(),
-        max_memory: revision
-            .max_memory()
-            .map_err(field)?
-            .unwrap_or(edgefn_wasm::settings::DEFAULT_MAX_MEMORY),
-    };
+    let settings = FunctionSettings::from_revision(revision).map_err(field)?;
     let source = Source::Url(wasm_source.url.clone());
     let options = FetchOptions {
         cache_dir: cache_dir.clone(),
