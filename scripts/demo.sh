@@ -3,11 +3,13 @@
 # upstream, a file server for .work/plugins/addheader.so (edgefn fetches the plugin from it) and
 # Envoy with envoy-configs/demo.yaml. It then sends a few requests with curl. Each response
 # shows the header the plugin added to the request (the upstream echoes it back) and the header
-# it added to the response. Everything the script started is stopped on exit.
+# it added to the response. A second listener runs a wasm backend function, wasm-guests/echo,
+# which edgefn fetches from a second file server for .work/wasm; the function replies itself.
+# Everything the script started is stopped on exit.
 #
 # Usage: scripts/demo.sh
 # Ports (fixed by demo.yaml, all on 127.0.0.1): 28080 listener, 29901 admin, 28081 upstream,
-# 28082 plugin file server.
+# 28082 plugin file server, 28083 wasm listener, 28084 wasm file server.
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -17,6 +19,8 @@ readonly LISTEN_PORT=28080
 readonly ADMIN_PORT=29901
 readonly UPSTREAM_PORT=28081
 readonly FILES_PORT=28082
+readonly WASM_LISTEN_PORT=28083
+readonly WASM_FILES_PORT=28084
 readonly LISTEN=127.0.0.1:$LISTEN_PORT
 readonly ADMIN=127.0.0.1:$ADMIN_PORT
 export CARGO_TARGET_DIR="$repo/target"
@@ -60,11 +64,12 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 say "Preparing"
-if [[ ! -x .work/bin/envoy || ! -f .work/plugins/addheader.so ]]; then
+if [[ ! -x .work/bin/envoy || ! -f .work/plugins/addheader.so || ! -f .work/wasm/echo.wasm ]]; then
   bash scripts/setup.sh
 fi
 # A port held by another program would make curl talk to that program instead of the demo's.
-for port in "$LISTEN_PORT" "$ADMIN_PORT" "$UPSTREAM_PORT" "$FILES_PORT"; do
+for port in "$LISTEN_PORT" "$ADMIN_PORT" "$UPSTREAM_PORT" "$FILES_PORT" "$WASM_LISTEN_PORT" \
+  "$WASM_FILES_PORT"; do
   if ! .venv/bin/python -c 'import socket, sys
 socket.create_server(("127.0.0.1", int(sys.argv[1])))' "$port" 2>/dev/null; then
     echo "demo: port 127.0.0.1:$port is in use; stop the program holding it (ss -ltnp)" \
@@ -84,7 +89,11 @@ target/debug/echo-upstream --port "$FILES_PORT" --serve-dir .work/plugins \
   >"$run_dir/files.log" 2>&1 &
 pids+=($!)
 wait_for "http://127.0.0.1:$FILES_PORT/addheader.so" "${pids[-1]}" files
-cat "$run_dir/upstream.log" "$run_dir/files.log"
+target/debug/echo-upstream --port "$WASM_FILES_PORT" --serve-dir .work/wasm \
+  >"$run_dir/wasm-files.log" 2>&1 &
+pids+=($!)
+wait_for "http://127.0.0.1:$WASM_FILES_PORT/echo.wasm" "${pids[-1]}" wasm-files
+cat "$run_dir/upstream.log" "$run_dir/files.log" "$run_dir/wasm-files.log"
 
 say "Starting Envoy with envoy-configs/demo.yaml (edgefn fetches addheader.so now)"
 mkdir -p "$run_dir/cache"
@@ -125,5 +134,13 @@ say "Requests through Envoy"
 show "http://$LISTEN/hello"
 show --http2-prior-knowledge "http://$LISTEN/over-http2"
 show -X POST --data 'a request body' -H 'content-type: text/plain' "http://$LISTEN/post"
+
+say "Requests to the wasm backend function (it replies itself; nothing goes upstream)"
+for args in "http://127.0.0.1:$WASM_LISTEN_PORT/hello/wasm?name=demo" \
+  "-H x-echo:from-curl --data posted-body http://127.0.0.1:$WASM_LISTEN_PORT/submit"; do
+  # shellcheck disable=SC2086 # each entry is a list of curl arguments
+  printf '\n$ curl -sS -i %s\n' "$args"
+  curl -sS -i --max-time 10 $args
+done
 
 say "Done; stopping Envoy and the servers"

@@ -20,6 +20,9 @@ export EDGEFN_PYTHON="$repo/.venv/bin/python"
 export EDGEFN_TEST_PLUGIN="$EDGEFN_PLUGINS_DIR/testplugins.so"
 # The OCI end-to-end test pushes with the CLI that the release test build produces.
 export EDGEFN_CLI="$CARGO_TARGET_DIR/release/edgefn"
+# The wasm tests load the modules scripts/build-wasm-guests.sh built, and fail without them.
+export EDGEFN_WASM_DIR="$repo/.work/wasm"
+export EDGEFN_REQUIRE_WASM=1
 # Bounds the test run (not the build), so a hung test fails the script before CI's time limit.
 readonly TEST_TIMEOUT=30m
 
@@ -34,7 +37,15 @@ run_step() {
 
 run_step setup bash scripts/setup.sh
 run_step fmt cargo fmt --all --check
+run_step fmt-guests cargo fmt --check --manifest-path guest/Cargo.toml
+run_step fmt-wasm-guests cargo fmt --all --check --manifest-path wasm-guests/Cargo.toml
 run_step clippy cargo clippy --workspace --all-targets -- -D warnings
+# The guest crate and the test functions build for wasm32-wasip1, in their own target dir.
+run_step clippy-guests env CARGO_TARGET_DIR="$repo/target/wasm-guests" cargo clippy \
+  --manifest-path wasm-guests/Cargo.toml --workspace --target wasm32-wasip1 -- -D warnings
+run_step clippy-guest-crate env CARGO_TARGET_DIR="$repo/target/wasm-guests" cargo clippy \
+  --manifest-path guest/Cargo.toml --all-targets --target wasm32-wasip1 -- -D warnings
+run_step test-guest-crate cargo test --manifest-path guest/Cargo.toml
 run_step build-filter cargo build --release -p edgefn-filter
 # Tests build in the release profile too, so every crate is compiled once for both steps.
 run_step build-tests cargo test --release --workspace --no-run
