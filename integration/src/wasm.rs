@@ -19,6 +19,8 @@ pub struct WasmRevision {
     pub code_name: Option<String>,
     /// `spec.runtime.port`, left out when `None`.
     pub port: Option<u16>,
+    /// The `edgefn.dev/proxy-wasm-configuration` annotation, left out when `None`.
+    pub configuration: Option<String>,
 }
 
 impl WasmRevision {
@@ -34,11 +36,18 @@ impl WasmRevision {
             kv: None,
             code_name: None,
             port: None,
+            configuration: None,
         }
     }
 
     pub fn env(mut self, name: &str, value: &str) -> Self {
         self.env.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Sets the plugin configuration a proxy-wasm filter reads.
+    pub fn configuration(mut self, configuration: &str) -> Self {
+        self.configuration = Some(configuration.to_owned());
         self
     }
 
@@ -74,10 +83,15 @@ impl WasmRevision {
         if let Some(code_name) = &self.code_name {
             code["metadata"] = json!({ "name": code_name });
         }
+        let mut metadata = json!({ "name": self.name });
+        if let Some(configuration) = &self.configuration {
+            metadata["annotations"] =
+                json!({ "edgefn.dev/proxy-wasm-configuration": configuration });
+        }
         json!({
             "apiVersion": "extensions.apoxy.dev/v1alpha2",
             "kind": "EdgeFunctionRevision",
-            "metadata": { "name": self.name },
+            "metadata": metadata,
             "spec": {
                 "mode": self.mode,
                 "code": code,

@@ -19,6 +19,9 @@ pub const FAIL_OPEN_ANNOTATION: &str = "edgefn.dev/fail-open";
 /// Maximum linear memory of one instance of a wasm revision, in MiB (1 to 4096).
 pub const MAX_MEMORY_ANNOTATION: &str = "edgefn.dev/max-memory-mib";
 
+/// The plugin configuration a proxy-wasm filter reads in `proxy_on_configure`, as text.
+pub const PROXY_WASM_CONFIGURATION_ANNOTATION: &str = "edgefn.dev/proxy-wasm-configuration";
+
 /// Prefix of edgefn's annotations. Any other key with this prefix is rejected, so that a
 /// misspelt option is not ignored.
 pub const ANNOTATION_PREFIX: &str = "edgefn.dev/";
@@ -28,6 +31,7 @@ const KNOWN_ANNOTATIONS: &[&str] = &[
     PLUGIN_CONFIG_TYPE_ANNOTATION,
     FAIL_OPEN_ANNOTATION,
     MAX_MEMORY_ANNOTATION,
+    PROXY_WASM_CONFIGURATION_ANNOTATION,
 ];
 
 fn annotation_path(name: &str) -> String {
@@ -96,6 +100,15 @@ impl EdgeFunctionRevision {
 }
 
 impl EdgeFunctionRevision {
+    /// Returns the `edgefn.dev/proxy-wasm-configuration` annotation, or `None` when it is
+    /// absent.
+    pub fn proxy_wasm_configuration(&self) -> Option<&str> {
+        self.metadata
+            .annotations
+            .get(PROXY_WASM_CONFIGURATION_ANNOTATION)
+            .map(String::as_str)
+    }
+
     /// Returns the `edgefn.dev/max-memory-mib` annotation in bytes, or `None` when it is
     /// absent.
     pub fn max_memory(&self) -> Result<Option<usize>, FieldError> {

@@ -332,7 +332,8 @@ fn unknown_edgefn_annotation_is_rejected() {
         [field_error(
             "metadata.annotations[edgefn.dev/sha-256]",
             "unknown edgefn annotation, expected one of edgefn.dev/sha256, \
-             edgefn.dev/plugin-config-type, edgefn.dev/fail-open, edgefn.dev/max-memory-mib"
+             edgefn.dev/plugin-config-type, edgefn.dev/fail-open, edgefn.dev/max-memory-mib, \
+             edgefn.dev/proxy-wasm-configuration"
         )]
     );
 }

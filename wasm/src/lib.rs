@@ -15,6 +15,7 @@ pub mod fetch;
 pub mod host;
 pub mod kv;
 mod memory;
+pub mod proxywasm;
 pub mod settings;
 pub mod wasi;
 

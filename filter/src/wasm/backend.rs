@@ -189,15 +189,18 @@ impl BackendStream {
         let revision = Arc::clone(&self.revision);
         let job = Arc::clone(&self.job);
         pool::spawn(move || {
-            let WasmKind::Backend(function) = &revision.kind;
-            let result = catch_unwind(AssertUnwindSafe(|| function.run(&request))).unwrap_or_else(
-                |payload| {
-                    crate::hooks::report_panic("wasm function", payload.as_ref());
-                    Err(RunError::Trap(
-                        "edgefn panicked while running the function".to_owned(),
-                    ))
-                },
-            );
+            let result = catch_unwind(AssertUnwindSafe(|| match &revision.kind {
+                WasmKind::Backend(function) => function.run(&request),
+                WasmKind::Filter(_) => Err(RunError::Instantiate(
+                    "the revision is a proxy-wasm filter, not a backend function".to_owned(),
+                )),
+            }))
+            .unwrap_or_else(|payload| {
+                crate::hooks::report_panic("wasm function", payload.as_ref());
+                Err(RunError::Trap(
+                    "edgefn panicked while running the function".to_owned(),
+                ))
+            });
             let mut job = job.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
             job.result = Some(result);
             if let Some(scheduler) = job.scheduler {

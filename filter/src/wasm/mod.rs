@@ -4,15 +4,19 @@
 
 mod backend;
 mod pool;
+mod proxy;
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use edgefn_loader::{FetchOptions, Source};
 use edgefn_proto::{EdgeFunctionMode, EdgeFunctionRevision};
+use edgefn_wasm::proxywasm::ProxyWasmModule;
 use edgefn_wasm::{BackendFunction, FunctionSettings};
 
 pub use backend::BackendStream;
+pub use proxy::FilterStream;
 
 use crate::config::ConfigError;
 use crate::envoy::EnvoyStream;
@@ -21,16 +25,20 @@ use crate::envoy::EnvoyStream;
 pub struct WasmRevision {
     /// `metadata.name`, which logs name.
     pub name: String,
+    /// Unique in the process, so each worker can keep its VM of this revision.
+    id: u64,
     kind: WasmKind,
 }
 
 enum WasmKind {
     Backend(BackendFunction),
+    Filter(ProxyWasmModule),
 }
 
 /// The module state of one stream of a wasm revision.
 pub enum WasmStream {
     Backend(BackendStream),
+    Filter(FilterStream),
 }
 
 impl WasmStream {
@@ -38,50 +46,65 @@ impl WasmStream {
     pub fn new(envoy: EnvoyStream, revision: &Arc<WasmRevision>) -> Self {
         match &revision.kind {
             WasmKind::Backend(_) => Self::Backend(BackendStream::new(envoy, Arc::clone(revision))),
+            WasmKind::Filter(module) => {
+                Self::Filter(FilterStream::new(envoy, Arc::clone(revision), module))
+            }
         }
     }
 
     pub fn on_request_headers(&self, end_stream: bool) -> u32 {
         match self {
             Self::Backend(stream) => stream.on_request_headers(end_stream),
+            Self::Filter(stream) => stream.on_request_headers(end_stream),
         }
     }
 
     pub fn on_request_body(&self, end_stream: bool) -> u32 {
         match self {
             Self::Backend(stream) => stream.on_request_body(end_stream),
+            Self::Filter(stream) => stream.on_request_body(end_stream),
         }
     }
 
     pub fn on_request_trailers(&self) -> u32 {
         match self {
             Self::Backend(stream) => stream.on_request_trailers(),
+            Self::Filter(stream) => stream.on_request_trailers(),
         }
     }
 
-    pub fn on_response_headers(&self, _end_stream: bool) -> u32 {
+    pub fn on_response_headers(&self, end_stream: bool) -> u32 {
         match self {
             Self::Backend(_) => crate::abi::headers_status::CONTINUE,
+            Self::Filter(stream) => stream.on_response_headers(end_stream),
         }
     }
 
-    pub fn on_response_body(&self, _end_stream: bool) -> u32 {
+    pub fn on_response_body(&self, end_stream: bool) -> u32 {
         match self {
             Self::Backend(_) => crate::abi::body_status::CONTINUE,
+            Self::Filter(stream) => stream.on_response_body(end_stream),
         }
     }
 
     pub fn on_response_trailers(&self) -> u32 {
         match self {
             Self::Backend(_) => crate::abi::trailers_status::CONTINUE,
+            Self::Filter(stream) => stream.on_response_trailers(),
         }
     }
 
-    pub fn on_stream_complete(&self) {}
+    pub fn on_stream_complete(&self) {
+        match self {
+            Self::Backend(_) => {}
+            Self::Filter(stream) => stream.on_stream_complete(),
+        }
+    }
 
     pub fn on_scheduled(&self) {
         match self {
             Self::Backend(stream) => stream.on_scheduled(),
+            Self::Filter(_) => {}
         }
     }
 
@@ -89,6 +112,7 @@ impl WasmStream {
     pub fn fail(&self, details: &str) {
         match self {
             Self::Backend(stream) => stream.fail(details),
+            Self::Filter(stream) => stream.fail(details),
         }
     }
 
@@ -96,6 +120,7 @@ impl WasmStream {
     pub fn destroy(self) {
         match self {
             Self::Backend(stream) => stream.destroy(),
+            Self::Filter(stream) => stream.destroy(),
         }
     }
 }
@@ -157,12 +182,23 @@ pub fn load(
             WasmKind::Backend(function)
         }
         _ => {
-            return Err(ConfigError::Unsupported {
-                revision: name.clone(),
-                message: "wasm modules in filter mode are not supported yet".to_owned(),
-            })
+            let configuration = plugin_configuration(revision);
+            let module = ProxyWasmModule::load(&module, settings, configuration)
+                .map_err(|source| ConfigError::WasmLink(source.to_string()))?;
+            WasmKind::Filter(module)
         }
     };
     tracing::info!(revision = %name, sha256 = %artifact.sha256, "loaded wasm revision");
-    Ok(Arc::new(WasmRevision { name, kind }))
+    static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+    let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+    Ok(Arc::new(WasmRevision { name, id, kind }))
+}
+
+/// Returns the proxy-wasm plugin configuration of `revision`: the
+/// `edgefn.dev/proxy-wasm-configuration` annotation, empty when absent.
+fn plugin_configuration(revision: &EdgeFunctionRevision) -> Vec<u8> {
+    revision
+        .proxy_wasm_configuration()
+        .map(|text| text.as_bytes().to_vec())
+        .unwrap_or_default()
 }

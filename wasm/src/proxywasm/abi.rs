@@ -9,6 +9,8 @@
 /// The result every proxy-wasm host function returns (`proxy_status_t`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(i32)]
+// The whole ABI list, though no host function here returns 3, 4 or 7.
+#[allow(dead_code)]
 pub enum Status {
     Ok = 0,
     NotFound = 1,
@@ -243,7 +245,10 @@ mod tests {
             HeadersAction::from_result(1, false),
             HeadersAction::StopAllIterationAndWatermark
         );
-        assert_eq!(HeadersAction::from_result(0, false), HeadersAction::Continue);
+        assert_eq!(
+            HeadersAction::from_result(0, false),
+            HeadersAction::Continue
+        );
         assert_eq!(
             HeadersAction::from_result(2, false),
             HeadersAction::ContinueAndEndStream

@@ -1,9 +1,9 @@
-//! What an HTTP stream offers a plugin ([`HttpHost`]), and what a callback returns to the
-//! filter besides the plugin's action ([`Outcome`]).
+//! The stream interface a plugin uses ([`HttpHost`]), and the result of a callback for the
+//! filter ([`Outcome`]).
 
 use std::ops::Range;
 
-pub use super::abi::{BodyKind, HeaderMapKind};
+use super::abi::{BodyKind, HeaderMapKind};
 use super::pairs::HeaderPairs;
 
 /// Error for a header map or body that the stream does not have in the current phase, such
@@ -13,7 +13,7 @@ use super::pairs::HeaderPairs;
 #[error("the header map or body is not available in this phase of the stream")]
 pub struct Unavailable;
 
-/// One HTTP stream as a plugin sees it, implemented by the Envoy filter (and by fakes in
+/// One HTTP stream as a plugin reaches it, implemented by the Envoy filter (and by fakes in
 /// tests). Header names passed in are lower case already; values are raw bytes.
 ///
 /// Every method is called from inside a plugin callback, on the thread that called the VM.
@@ -22,11 +22,16 @@ pub trait HttpHost {
     fn header_pairs(&self, map: HeaderMapKind) -> Option<HeaderPairs>;
 
     /// Returns the first value of `name` in `map` (`Ok(None)` when the name is absent).
-    fn header_value(&self, map: HeaderMapKind, name: &[u8]) -> Result<Option<Vec<u8>>, Unavailable>;
+    fn header_value(&self, map: HeaderMapKind, name: &[u8])
+        -> Result<Option<Vec<u8>>, Unavailable>;
 
     /// Appends `name: value` to `map`, keeping existing values of `name`.
-    fn add_header(&mut self, map: HeaderMapKind, name: &[u8], value: &[u8])
-        -> Result<(), Unavailable>;
+    fn add_header(
+        &mut self,
+        map: HeaderMapKind,
+        name: &[u8],
+        value: &[u8],
+    ) -> Result<(), Unavailable>;
 
     /// Sets `name` to the single value `value`, adding it when absent.
     fn replace_header(
@@ -40,10 +45,13 @@ pub trait HttpHost {
     fn remove_header(&mut self, map: HeaderMapKind, name: &[u8]) -> Result<(), Unavailable>;
 
     /// Replaces all of `map` with `pairs`.
-    fn set_header_pairs(&mut self, map: HeaderMapKind, pairs: HeaderPairs)
-        -> Result<(), Unavailable>;
+    fn set_header_pairs(
+        &mut self,
+        map: HeaderMapKind,
+        pairs: HeaderPairs,
+    ) -> Result<(), Unavailable>;
 
-    /// Returns the body bytes of `kind` the filter holds now: the current chunk, or everything
+    /// Returns the body bytes of `kind` the filter has now: the current chunk, or everything
     /// buffered so far while the plugin keeps the body (`DataAction::StopIterationAndBuffer`).
     /// `None` outside the body phase of that direction.
     fn body(&mut self, kind: BodyKind) -> Option<&[u8]>;

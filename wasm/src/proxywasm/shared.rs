@@ -6,8 +6,6 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
-use super::abi::MetricType;
-
 /// Maximum bytes of keys and values one VM id stores in shared data. Envoy has no such limit;
 /// a plugin that stores more gets `INTERNAL_FAILURE`, which the Rust SDK turns into a panic.
 pub(crate) const MAX_SHARED_DATA_BYTES: usize = 64 << 20;
@@ -52,7 +50,9 @@ fn next_cas() -> u32 {
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding the lock cannot leave these maps half-updated: every update is
     // a single insert or counter change, so the data is still consistent.
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl SharedDataScope {
@@ -94,9 +94,10 @@ impl SharedDataScope {
     }
 }
 
-/// One metric's value, shared by every VM that defined its name.
+/// One metric's value, shared by every VM that defined its name. What an update means
+/// (add, set) comes from the metric id the guest passes, as in Envoy.
+#[derive(Default)]
 pub(crate) struct MetricCell {
-    pub(crate) kind: MetricType,
     value: AtomicU64,
 }
 
@@ -135,16 +136,16 @@ pub(crate) struct MetricScope {
 impl MetricScope {
     /// Returns the metrics of `vm_id`, created empty on first use.
     pub(crate) fn open(vm_id: &str) -> Self {
-        static SCOPES: OnceLock<Mutex<HashMap<String, Arc<Mutex<MetricNames>>>>> =
-            OnceLock::new();
+        static SCOPES: OnceLock<Mutex<HashMap<String, Arc<Mutex<MetricNames>>>>> = OnceLock::new();
         let mut scopes = lock(SCOPES.get_or_init(Default::default));
         let metrics = scopes.entry(vm_id.to_owned()).or_default().clone();
         Self { metrics }
     }
 
-    /// Returns the metric `name`, creating it with `kind`. A name defined before with another
-    /// kind keeps its first kind. `None` when the scope already has [`MAX_METRIC_NAMES`].
-    pub(crate) fn define(&self, kind: MetricType, name: &str) -> Option<Arc<MetricCell>> {
+    /// Returns the metric `name`, creating it at zero. One name is one value, whichever
+    /// metric type each definition gives. `None` when the scope already has
+    /// [`MAX_METRIC_NAMES`] names.
+    pub(crate) fn define(&self, name: &str) -> Option<Arc<MetricCell>> {
         let mut metrics = lock(&self.metrics);
         if let Some(cell) = metrics.get(name) {
             return Some(cell.clone());
@@ -152,10 +153,7 @@ impl MetricScope {
         if metrics.len() >= MAX_METRIC_NAMES {
             return None;
         }
-        let cell = Arc::new(MetricCell {
-            kind,
-            value: AtomicU64::new(0),
-        });
+        let cell = Arc::new(MetricCell::default());
         metrics.insert(name.to_owned(), cell.clone());
         Some(cell)
     }
@@ -176,12 +174,14 @@ mod tests {
         scope.set(b"key", b"one", 0).expect("first set");
         let (_, cas) = scope.get(b"key").expect("stored value");
 
-        scope.set(b"key", b"two", cas).expect("set with current cas");
+        scope
+            .set(b"key", b"two", cas)
+            .expect("set with current cas");
+        assert_eq!(scope.set(b"key", b"three", cas), Err(SetError::CasMismatch));
         assert_eq!(
-            scope.set(b"key", b"three", cas),
-            Err(SetError::CasMismatch)
+            scope.get(b"key").map(|(value, _)| value),
+            Some(b"two".to_vec())
         );
-        assert_eq!(scope.get(b"key").map(|(value, _)| value), Some(b"two".to_vec()));
     }
 
     #[test]
@@ -204,7 +204,7 @@ mod tests {
     #[test]
     fn gauge_does_not_go_below_zero() {
         let scope = MetricScope::open("gauge-test");
-        let gauge = scope.define(MetricType::Gauge, "g").expect("defined");
+        let gauge = scope.define("g").expect("defined");
         gauge.add(5);
         gauge.add(-7);
         assert_eq!(gauge.value(), 0);

@@ -1,0 +1,202 @@
+//! proxy-wasm filters on edgefn in the real Envoy, each compared with the same .wasm in
+//! Envoy's own wasm filter (`envoy.filters.http.wasm`, V8) of the same Envoy binary: both must
+//! give the client and the upstream the same result.
+//!
+//! Needs `libedgefn.so` and the wasm test modules (`scripts/setup.sh`); see
+//! `edgefn_integration::tools` for the locations.
+
+use edgefn_integration::tools;
+use edgefn_integration::{
+    log_tail, Client, EchoUpstream, Envoy, Protocol, Request, Response, WasmRevision,
+};
+
+const PROTOCOLS: [Protocol; 2] = [Protocol::Http1, Protocol::Http2];
+const TAIL: usize = 40;
+
+fn wasm(file: &str) -> String {
+    let path = tools::wasm_path(file).unwrap_or_else(|error| panic!("{error}"));
+    path.to_str()
+        .expect("the repository path is UTF-8")
+        .to_owned()
+}
+
+/// Envoy with the plugin on edgefn, and Envoy with the same plugin on its own wasm filter.
+struct Pair {
+    edgefn: Envoy,
+    native: Envoy,
+}
+
+async fn start_pair(upstream: &EchoUpstream, name: &str, file: &str, configuration: &str) -> Pair {
+    let revision = WasmRevision::new(name, "filter", wasm(file)).configuration(configuration);
+    let edgefn = Envoy::builder("edgefn.yaml")
+        .var("UPSTREAM_PORT", upstream.port())
+        .var("REVISION", revision.to_template_value())
+        .concurrency(2)
+        .start()
+        .await
+        .unwrap_or_else(|error| panic!("edgefn: {error}"));
+    // edgefn gives the plugin the revision name as its name and VM id, and an empty root id.
+    let native = Envoy::builder("envoy-wasm.yaml")
+        .var("UPSTREAM_PORT", upstream.port())
+        .var("WASM_FILE", wasm(file))
+        .var("WASM_NAME", name)
+        .var("WASM_ROOT_ID", "\"\"")
+        .var(
+            "WASM_CONFIGURATION",
+            serde_json::to_string(configuration).unwrap(),
+        )
+        .concurrency(2)
+        .start()
+        .await
+        .unwrap_or_else(|error| panic!("Envoy's wasm filter: {error}"));
+    Pair { edgefn, native }
+}
+
+/// Sends `request` to both Envoys over `protocol` and returns (edgefn, native) responses.
+async fn send_both(pair: &Pair, protocol: Protocol, request: &Request) -> (Response, Response) {
+    let edgefn = Client::new(pair.edgefn.listen_addr(), protocol)
+        .send(request.clone())
+        .await
+        .unwrap_or_else(|error| panic!("edgefn {protocol:?}: {error}"));
+    let native = Client::new(pair.native.listen_addr(), protocol)
+        .send(request.clone())
+        .await
+        .unwrap_or_else(|error| panic!("native {protocol:?}: {error}"));
+    (edgefn, native)
+}
+
+/// The parts of a response the comparison looks at: the status, the named response headers,
+/// the named request headers as the echo upstream saw them, and the body when it is not JSON.
+fn observed(response: &Response, response_headers: &[&str], request_headers: &[&str]) -> String {
+    let mut lines = vec![format!("status {}", response.status)];
+    for name in response_headers {
+        lines.push(format!(
+            "response {name}: {:?}",
+            response.header_values(name)
+        ));
+    }
+    match response.echoed() {
+        Ok(echoed) => {
+            for name in request_headers {
+                lines.push(format!(
+                    "upstream saw {name}: {:?}",
+                    echoed.header_values(name)
+                ));
+            }
+        }
+        Err(_) => lines.push(format!("body {:?}", response.body_text())),
+    }
+    lines.join("\n")
+}
+
+#[tokio::test]
+async fn header_filter_matches_envoy_wasm() {
+    let upstream = EchoUpstream::start().unwrap();
+    let pair = start_pair(&upstream, "pw-headers-compare", "pw_headers.wasm", "V1").await;
+    let response_headers = [
+        "x-wasm-response",
+        "x-upstream",
+        "x-wasm-denied",
+        "content-type",
+    ];
+    let request_headers = [
+        "x-wasm-request",
+        "x-remove-me",
+        "x-wasm-path",
+        "x-wasm-method",
+    ];
+
+    for protocol in PROTOCOLS {
+        let request = Request::get("/compare?q=1").header("x-remove-me", "gone");
+        let (edgefn, native) = send_both(&pair, protocol, &request).await;
+        let edgefn_view = observed(&edgefn, &response_headers, &request_headers);
+        let native_view = observed(&native, &response_headers, &request_headers);
+        assert_eq!(
+            edgefn_view,
+            native_view,
+            "{protocol:?}: edgefn differs from Envoy's wasm filter\nedgefn log:\n{}",
+            log_tail(&pair.edgefn.log_text(), TAIL)
+        );
+        assert_eq!(edgefn.status, 200, "{protocol:?}");
+        assert_eq!(
+            edgefn.header_values("x-wasm-response"),
+            ["V1"],
+            "{protocol:?}"
+        );
+        assert_eq!(
+            edgefn.header_values("x-upstream"),
+            ["replaced"],
+            "{protocol:?}"
+        );
+        let echoed = edgefn.echoed().unwrap();
+        assert_eq!(
+            echoed.header_values("x-wasm-request"),
+            ["V1"],
+            "{protocol:?}"
+        );
+        assert!(
+            echoed.header_values("x-remove-me").is_empty(),
+            "{protocol:?}"
+        );
+        assert_eq!(
+            echoed.header_values("x-wasm-path"),
+            ["/compare?q=1"],
+            "{protocol:?}"
+        );
+        assert_eq!(
+            echoed.header_values("x-wasm-method"),
+            ["GET"],
+            "{protocol:?}"
+        );
+
+        let denied = Request::get("/deny").header("x-wasm-deny", "1");
+        let (edgefn, native) = send_both(&pair, protocol, &denied).await;
+        assert_eq!(
+            observed(&edgefn, &response_headers, &request_headers),
+            observed(&native, &response_headers, &request_headers),
+            "{protocol:?}: the local reply differs\nedgefn log:\n{}",
+            log_tail(&pair.edgefn.log_text(), TAIL)
+        );
+        assert_eq!(edgefn.status, 403, "{protocol:?}");
+        assert_eq!(
+            edgefn.header_values("x-wasm-denied"),
+            ["yes"],
+            "{protocol:?}"
+        );
+        assert_eq!(edgefn.body_text(), "denied by wasm\n", "{protocol:?}");
+    }
+}
+
+/// Removes the request headers whose values differ between two Envoys by design (the
+/// listener port in `host`, and `x-request-id`) from the upper-cased echo JSON.
+fn without_varying_headers(body: &str) -> String {
+    let Ok(mut echoed) = serde_json::from_str::<serde_json::Value>(body) else {
+        return body.to_owned();
+    };
+    if let Some(headers) = echoed.get_mut("HEADERS").and_then(|h| h.as_array_mut()) {
+        headers.retain(|pair| !matches!(pair[0].as_str(), Some("HOST" | "X-REQUEST-ID")));
+    }
+    echoed.to_string()
+}
+
+#[tokio::test]
+async fn body_filter_matches_envoy_wasm() {
+    let upstream = EchoUpstream::start().unwrap();
+    let pair = start_pair(&upstream, "pw-body-compare", "pw_body.wasm", "").await;
+
+    for protocol in PROTOCOLS {
+        let request = Request::post("/upper", "some request body");
+        let (edgefn, native) = send_both(&pair, protocol, &request).await;
+        assert_eq!(edgefn.status, native.status, "{protocol:?}");
+        assert_eq!(
+            without_varying_headers(&edgefn.body_text()),
+            without_varying_headers(&native.body_text()),
+            "{protocol:?}: edgefn differs from Envoy's wasm filter\nedgefn log:\n{}",
+            log_tail(&pair.edgefn.log_text(), TAIL)
+        );
+        assert_eq!(edgefn.status, 200, "{protocol:?}");
+        let body = edgefn.body_text();
+        assert!(body.contains("\"PATH\":\"/UPPER\""), "{protocol:?}: {body}");
+        assert!(body.contains("SOME REQUEST BODY"), "{protocol:?}: {body}");
+    }
+}
