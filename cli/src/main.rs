@@ -49,6 +49,16 @@ enum Command {
         #[command(flatten)]
         registry: RegistryArgs,
     },
+    /// Compile a wasm module into the code edgefn loads, as edgefn does inside Envoy when this
+    /// command is installed beside libedgefn.so (or named by $EDGEFN_COMPILER).
+    Compile {
+        /// The .wasm module.
+        #[arg(value_name = "MODULE.wasm")]
+        module: PathBuf,
+        /// Where to write the compiled code.
+        #[arg(long, value_name = "FILE")]
+        output: PathBuf,
+    },
     /// Serve a backend wasm function (an EdgeFunctionRevision file, YAML or JSON) over HTTP,
     /// on 127.0.0.1 at spec.runtime.port (default 8080), until interrupted.
     Run {
@@ -123,6 +133,9 @@ fn main() -> ExitCode {
             cache_dir,
             registry,
         } => run_pull(&reference, cache_dir, &registry),
+        Command::Compile { module, output } => {
+            edgefn_wasm::engine::compile_to_file(&module, &output).map_err(|e| e.to_string())
+        }
         Command::Run {
             file,
             listen,

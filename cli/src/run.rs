@@ -57,6 +57,7 @@ pub fn run(file: &Path, listen: Option<SocketAddr>, cache_dir: &Path) -> Result<
         &artifact.path,
         &artifact.sha256,
         Some(&cache_dir.join("compiled")),
+        None,
     )
     .map_err(|error| format!("revision {name:?}: {error}"))?;
     let function = BackendFunction::load(&module, settings).map_err(|error| error.to_string())?;

@@ -129,6 +129,14 @@ extern "C" {
     pub fn envoy_dynamic_module_callback_get_log_level() -> u32;
     pub fn envoy_dynamic_module_callback_get_concurrency() -> u32;
 
+    pub fn envoy_dynamic_module_callback_http_get_header(
+        filter: *mut c_void,
+        header_type: u32,
+        key: ModuleBuffer,
+        out: *mut EnvoyBuffer,
+        index: usize,
+        opt_count: *mut usize,
+    ) -> bool;
     pub fn envoy_dynamic_module_callback_http_get_headers_size(
         filter: *mut c_void,
         header_type: u32,

@@ -64,6 +64,33 @@ impl EnvoyStream {
 
     /// Replaces every value of `key`; an empty `value` removes the header, as Envoy's
     /// dynamic-modules ABI cannot store an empty value.
+    /// Copies the first value of header `key` in one header or trailer map; `None` when the
+    /// key or the map is absent.
+    pub fn header(&self, header_type: u32, key: &[u8]) -> Option<Vec<u8>> {
+        let mut out = EnvoyBuffer::empty();
+        // SAFETY: `raw` is the live stream pointer and this runs inside one of its hooks; `key`
+        // outlives the call, `out` is a valid destination, and a NULL count is allowed.
+        let found = unsafe {
+            abi::envoy_dynamic_module_callback_http_get_header(
+                self.raw,
+                header_type,
+                ModuleBuffer::new(key),
+                &mut out,
+                0,
+                std::ptr::null_mut(),
+            )
+        };
+        // SAFETY: on success Envoy points `out` into its header map, valid until this hook
+        // returns; the bytes are copied now.
+        found.then(|| unsafe { copy_bytes(out.ptr, out.length) })
+    }
+
+    /// Returns the number of entries in one header or trailer map; 0 when it is absent.
+    pub fn header_count(&self, header_type: u32) -> usize {
+        // SAFETY: `raw` is the live stream pointer and this runs inside one of its hooks.
+        unsafe { abi::envoy_dynamic_module_callback_http_get_headers_size(self.raw, header_type) }
+    }
+
     pub fn set_header(&self, header_type: u32, key: &[u8], value: &[u8]) -> bool {
         let value = if value.is_empty() {
             ModuleBuffer::null()

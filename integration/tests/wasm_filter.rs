@@ -106,6 +106,12 @@ async fn header_filter_matches_envoy_wasm() {
         "x-wasm-method",
     ];
 
+    // The `edgefn` command beside libedgefn.so compiled the module into the cache.
+    let compiled = std::fs::read_dir(pair.edgefn.cache_dir().join("compiled"))
+        .map(|entries| entries.filter_map(Result::ok).count())
+        .unwrap_or(0);
+    assert_eq!(compiled, 1, "no compiled module in the cache");
+
     for protocol in PROTOCOLS {
         let request = Request::get("/compare?q=1").header("x-remove-me", "gone");
         let (edgefn, native) = send_both(&pair, protocol, &request).await;

@@ -272,3 +272,21 @@ fn environment_has_cgi_variables() {
         1
     );
 }
+
+#[test]
+fn compiled_file_is_loaded_from_cache() {
+    let dir = std::env::temp_dir().join(format!("edgefn-compile-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let source = dir.join("module.wasm");
+    let text = r#"(module (memory (export "memory") 1) (func (export "_start")))"#;
+    std::fs::write(&source, wat::parse_str(text).unwrap()).unwrap();
+    let sha256 = "0".repeat(64);
+    let cached = dir.join(format!("{sha256}-wasmtime-48.0.10.cwasm"));
+    crate::engine::compile_to_file(&source, &cached).unwrap();
+
+    // The source is gone, so only the cache entry can produce the module.
+    std::fs::remove_file(&source).unwrap();
+    let module = crate::engine::compile(&source, &sha256, Some(&dir), None).unwrap();
+    assert!(module.get_export("_start").is_some());
+    std::fs::remove_dir_all(&dir).unwrap();
+}

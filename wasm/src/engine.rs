@@ -10,10 +10,11 @@
 //! depending on the order the three runtimes installed their handlers.
 
 use std::fs;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::sync::OnceLock;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use thiserror::Error;
 use wasmtime::{Config, Engine, Module, OptLevel};
@@ -91,15 +92,26 @@ pub fn deadline_ticks(timeout: Duration) -> u64 {
     u64::try_from(ticks).unwrap_or(u64::MAX).max(1)
 }
 
+/// How long a compiler child process may run before it is stopped and the module is compiled
+/// in this process instead.
+const CHILD_COMPILE_TIMEOUT: Duration = Duration::from_secs(120);
+
 /// Compiles the module at `path`, whose SHA-256 is `sha256`.
 ///
 /// The compiled code is cached in `<compiled_dir>/<sha256>-wasmtime-<version>.cwasm` when
 /// `compiled_dir` is given, and later calls load it from there instead of compiling. A cache
 /// entry wasmtime does not accept (another engine setting or version) is compiled again.
+///
+/// With `compiler`, the path of the `edgefn` command, a cache miss is compiled by a child
+/// process (`edgefn compile`) into the cache. Cranelift allocates tens of MiB while it
+/// compiles, and an allocator such as Envoy's tcmalloc keeps those pages after they are freed,
+/// so compiling in a child keeps them out of the proxy's resident memory. When the child fails,
+/// the module is compiled in this process.
 pub fn compile(
     path: &Path,
     sha256: &str,
     compiled_dir: Option<&Path>,
+    compiler: Option<&Path>,
 ) -> Result<Module, CompileError> {
     let cached =
         compiled_dir.map(|dir| dir.join(format!("{sha256}-wasmtime-{WASMTIME_VERSION}.cwasm")));
@@ -109,6 +121,50 @@ pub fn compile(
         }
     }
 
+    let bytes = read_wasm(path)?;
+    if let (Some(cached), Some(compiler)) = (&cached, compiler) {
+        if compile_in_child(compiler, path, cached) {
+            if let Some(module) = load_compiled(cached) {
+                return Ok(module);
+            }
+        }
+    }
+
+    let module = Module::new(engine(), &bytes).map_err(|error| CompileError::Invalid {
+        path: path.to_owned(),
+        message: format!("{error:#}"),
+    })?;
+    if let Some(cached) = &cached {
+        match module.serialize() {
+            Ok(compiled) => store_compiled(&compiled, cached),
+            Err(error) => tracing::warn!("cannot serialize compiled wasm code: {error}"),
+        }
+    }
+    Ok(module)
+}
+
+/// Compiles the module at `path` and writes the compiled code to `output`, which [`compile`]
+/// loads as a cache entry. This is what `edgefn compile` runs.
+pub fn compile_to_file(path: &Path, output: &Path) -> Result<(), CompileError> {
+    let bytes = read_wasm(path)?;
+    let compiled = engine()
+        .precompile_module(&bytes)
+        .map_err(|error| CompileError::Invalid {
+            path: path.to_owned(),
+            message: format!("{error:#}"),
+        })?;
+    store_compiled(&compiled, output);
+    if output.is_file() {
+        Ok(())
+    } else {
+        Err(CompileError::Read {
+            path: output.to_owned(),
+            error: std::io::Error::other("the compiled code could not be written"),
+        })
+    }
+}
+
+fn read_wasm(path: &Path) -> Result<Vec<u8>, CompileError> {
     let bytes = fs::read(path).map_err(|error| CompileError::Read {
         path: path.to_owned(),
         error,
@@ -118,15 +174,51 @@ pub fn compile(
             path: path.to_owned(),
         });
     }
-    let module = Module::new(engine(), &bytes).map_err(|error| CompileError::Invalid {
-        path: path.to_owned(),
-        message: format!("{error:#}"),
-    })?;
+    Ok(bytes)
+}
 
-    if let Some(cached) = &cached {
-        store_compiled(&module, cached);
+/// Runs `<compiler> compile --output <output> <path>`; returns whether it succeeded in time.
+fn compile_in_child(compiler: &Path, path: &Path, output: &Path) -> bool {
+    let spawned = Command::new(compiler)
+        .arg("compile")
+        .arg("--output")
+        .arg(output)
+        .arg(path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn();
+    let mut child = match spawned {
+        Ok(child) => child,
+        Err(error) => {
+            tracing::warn!(compiler = %compiler.display(), "compiling in this process: cannot start the compiler: {error}");
+            return false;
+        }
+    };
+
+    let started = Instant::now();
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) if status.success() => return true,
+            Ok(Some(status)) => {
+                let mut message = String::new();
+                if let Some(mut stderr) = child.stderr.take() {
+                    let _ = stderr.read_to_string(&mut message);
+                }
+                tracing::warn!(compiler = %compiler.display(), %status, "compiling in this process: the compiler failed: {}", message.trim());
+                return false;
+            }
+            Ok(None) if started.elapsed() < CHILD_COMPILE_TIMEOUT => {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Ok(None) | Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                tracing::warn!(compiler = %compiler.display(), "compiling in this process: the compiler did not finish in {CHILD_COMPILE_TIMEOUT:?}");
+                return false;
+            }
+        }
     }
-    Ok(module)
 }
 
 fn load_compiled(path: &Path) -> Option<Module> {
@@ -135,7 +227,7 @@ fn load_compiled(path: &Path) -> Option<Module> {
     }
     // SAFETY: the file is in edgefn's cache directory, which the loader requires to be owned
     // by this user and writable by no one else, and it was written by `store_compiled` from
-    // a module this engine compiled. wasmtime checks the version and settings it was built
+    // a module compiled with this engine's settings. wasmtime checks the version and settings it was built
     // with and returns an error, not undefined behaviour, when they differ.
     match unsafe { Module::deserialize_file(engine(), path) } {
         Ok(module) => Some(module),
@@ -146,20 +238,18 @@ fn load_compiled(path: &Path) -> Option<Module> {
     }
 }
 
-fn store_compiled(module: &Module, path: &Path) {
-    let result = module
-        .serialize()
-        .map_err(std::io::Error::other)
-        .and_then(|bytes| {
-            if let Some(dir) = path.parent() {
-                fs::create_dir_all(dir)?;
-            }
-            let temporary = path.with_extension(format!("tmp{}", std::process::id()));
-            let mut file = fs::File::create(&temporary)?;
-            file.write_all(&bytes)?;
-            file.sync_all()?;
-            fs::rename(&temporary, path)
-        });
+fn store_compiled(bytes: &[u8], path: &Path) {
+    let write = || -> std::io::Result<()> {
+        if let Some(dir) = path.parent() {
+            fs::create_dir_all(dir)?;
+        }
+        let temporary = path.with_extension(format!("tmp{}", std::process::id()));
+        let mut file = fs::File::create(&temporary)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        fs::rename(&temporary, path)
+    };
+    let result = write();
     if let Err(error) = result {
         tracing::warn!(path = %path.display(), "cannot cache compiled wasm code: {error}");
     }

@@ -389,6 +389,45 @@ unsafe extern "C" fn envoy_dynamic_module_callback_http_get_headers_size(
 }
 
 #[no_mangle]
+unsafe extern "C" fn envoy_dynamic_module_callback_http_get_header(
+    filter: *mut c_void,
+    header_type: u32,
+    key: ModuleBuffer,
+    out: *mut EnvoyBuffer,
+    index: usize,
+    opt_count: *mut usize,
+) -> bool {
+    // SAFETY: the module passes a key buffer valid for the call.
+    let key = unsafe { module_bytes(key) }.unwrap_or_default();
+    on_worker(filter, false, |fake| {
+        fake.calls.push(EnvoyCall::Read("get_header"));
+        let Some(map) = fake.maps[header_type as usize].as_ref() else {
+            return false;
+        };
+        let values: Vec<&Vec<u8>> = map
+            .iter()
+            .filter(|(k, _)| *k == key)
+            .map(|(_, v)| v)
+            .collect();
+        if !opt_count.is_null() {
+            // SAFETY: a non-NULL count pointer is a valid destination.
+            unsafe { *opt_count = values.len() };
+        }
+        let Some(value) = values.get(index) else {
+            return false;
+        };
+        // SAFETY: `out` is a valid destination; the value stays valid until the map changes.
+        unsafe {
+            *out = EnvoyBuffer {
+                ptr: value.as_ptr(),
+                length: value.len(),
+            }
+        };
+        true
+    })
+}
+
+#[no_mangle]
 unsafe extern "C" fn envoy_dynamic_module_callback_http_get_headers(
     filter: *mut c_void,
     header_type: u32,

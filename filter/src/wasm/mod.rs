@@ -6,6 +6,7 @@ mod backend;
 mod pool;
 mod proxy;
 
+use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -168,6 +169,7 @@ pub fn load(
         &artifact.path,
         &artifact.sha256,
         Some(&cache_dir.join("compiled")),
+        compiler().as_deref(),
     )
     .map_err(|source| ConfigError::WasmCompile {
         revision: name.clone(),
@@ -192,6 +194,40 @@ pub fn load(
     static NEXT_ID: AtomicU64 = AtomicU64::new(1);
     let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
     Ok(Arc::new(WasmRevision { name, id, kind }))
+}
+
+/// Environment variable naming the `edgefn` command that compiles wasm modules in a child
+/// process; by default the `edgefn` file beside `libedgefn.so` is used when it exists.
+pub const COMPILER_ENV: &str = "EDGEFN_COMPILER";
+
+/// Returns the `edgefn` command to compile modules with, or `None` to compile in Envoy.
+fn compiler() -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os(COMPILER_ENV).filter(|value| !value.is_empty()) {
+        return Some(PathBuf::from(path));
+    }
+    let beside = module_path()?.with_file_name("edgefn");
+    beside.is_file().then_some(beside)
+}
+
+/// Returns the path `libedgefn.so` was loaded from.
+fn module_path() -> Option<PathBuf> {
+    let mut info = libc::Dl_info {
+        dli_fname: std::ptr::null(),
+        dli_fbase: std::ptr::null_mut(),
+        dli_sname: std::ptr::null(),
+        dli_saddr: std::ptr::null_mut(),
+    };
+    let address = module_path as *const libc::c_void;
+    // SAFETY: `address` is a function in this library and `info` a valid destination.
+    let found = unsafe { libc::dladdr(address, &mut info) };
+    if found == 0 || info.dli_fname.is_null() {
+        return None;
+    }
+    // SAFETY: on success dladdr sets `dli_fname` to a NUL-terminated path that stays valid
+    // while the library is loaded; it is copied at once.
+    let name = unsafe { std::ffi::CStr::from_ptr(info.dli_fname) };
+    let path = PathBuf::from(std::ffi::OsStr::from_bytes(name.to_bytes()));
+    path.is_absolute().then_some(path)
 }
 
 /// Returns the proxy-wasm plugin configuration of `revision`: the

@@ -446,11 +446,7 @@ impl EnvoyHost {
     }
 
     fn request_header(&self, name: &[u8]) -> Option<Vec<u8>> {
-        self.envoy
-            .headers(header_type::REQUEST_HEADER)?
-            .into_iter()
-            .find(|(key, _)| key.as_slice() == name)
-            .map(|(_, value)| value)
+        self.envoy.header(header_type::REQUEST_HEADER, name)
     }
 }
 

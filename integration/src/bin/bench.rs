@@ -1,11 +1,12 @@
-//! Compares Envoy with no filter, Envoy's Lua filter, and edgefn running a Go plugin, doing
+//! Compares Envoy with no filter, Envoy's Lua filter, edgefn running a Go plugin, edgefn
+//! running a proxy-wasm plugin, and the same .wasm on Envoy's own wasm filter (V8), all doing
 //! the same job: read one request header and add one response header.
 //!
 //! ```text
 //! bench [--rounds N] [--duration SECONDS] [--connections N]
 //! ```
 //!
-//! Three Envoys (`--concurrency 1`) proxy to one echo upstream on 127.0.0.1. `wrk` loads them
+//! Five Envoys (`--concurrency 1`) proxy to one echo upstream on 127.0.0.1. `wrk` loads them
 //! in turn, interleaved round by round, so a change in the machine's load affects every
 //! configuration alike. For each configuration it prints requests per second and p50/p99
 //! latency (medians over the rounds), and Envoy's CPU time per request. That is its user+system
@@ -15,7 +16,7 @@
 use std::process::{Command, ExitCode};
 use std::time::Duration;
 
-use edgefn_integration::{tools, Client, EchoUpstream, Envoy, Request, Revision};
+use edgefn_integration::{tools, Client, EchoUpstream, Envoy, Request, Revision, WasmRevision};
 
 const USAGE: &str = "usage: bench [--rounds N] [--duration SECONDS] [--connections N]";
 
@@ -74,6 +75,9 @@ async fn run(settings: Settings) -> Result<(), String> {
         &format!("file://{}", plugin.display()),
     )
     .plugin_config(r#"{"from": "x-input", "to": "x-saw"}"#);
+    let wasm_file = tools::wasm_path("pw_copy_header.wasm").map_err(|e| e.to_string())?;
+    let wasm_file = wasm_file.display().to_string();
+    let wasm_revision = WasmRevision::new("copy-header-wasm-bench", "filter", wasm_file.clone());
 
     let mut subjects = vec![
         start(
@@ -86,6 +90,22 @@ async fn run(settings: Settings) -> Result<(), String> {
         start(
             "edgefn+go",
             Envoy::builder("edgefn.yaml").revision(&revision),
+            upstream.port(),
+        )
+        .await?,
+        start(
+            "edgefn+wasm",
+            Envoy::builder("edgefn.yaml").var("REVISION", wasm_revision.to_template_value()),
+            upstream.port(),
+        )
+        .await?,
+        start(
+            "envoy wasm",
+            Envoy::builder("envoy-wasm.yaml")
+                .var("WASM_FILE", &wasm_file)
+                .var("WASM_NAME", "copy-header-wasm-bench")
+                .var("WASM_ROOT_ID", "\"\"")
+                .var("WASM_CONFIGURATION", "\"\""),
             upstream.port(),
         )
         .await?,
@@ -106,7 +126,7 @@ async fn run(settings: Settings) -> Result<(), String> {
             let after = subject.envoy.cpu_time().map_err(|e| e.to_string())?;
             subject.cpu += after.saturating_sub(before);
             eprintln!(
-                "round {round} {:<10} {:>9.0} req/s p50 {:>7.1} µs p99 {:>7.1} µs",
+                "round {round} {:<12} {:>9.0} req/s p50 {:>7.1} µs p99 {:>7.1} µs",
                 subject.label,
                 result.requests_per_second,
                 micros(result.p50),
@@ -142,7 +162,13 @@ async fn start(
 /// Sends one request through each Envoy and checks that the filter did its job, so the
 /// benchmark never compares a configuration that silently does nothing.
 async fn check_jobs(subjects: &[Subject]) -> Result<(), String> {
-    let expected = [(None, ""), (Some("x-lua-saw"), "hi"), (Some("x-saw"), "hi")];
+    let expected = [
+        (None, ""),
+        (Some("x-lua-saw"), "hi"),
+        (Some("x-saw"), "hi"),
+        (Some("x-saw"), "hi"),
+        (Some("x-saw"), "hi"),
+    ];
     for (subject, (header, value)) in subjects.iter().zip(expected) {
         let client = Client::http1(subject.envoy.listen_addr());
         let request = Request::get("/")
@@ -237,7 +263,7 @@ fn parse_latency(value: &str) -> Option<Duration> {
 
 fn print_report(subjects: &[Subject]) -> Result<(), String> {
     println!(
-        "\n{:<10} {:>10} {:>9} {:>9} {:>10} {:>8} | {:>7} {:>7} {:>11} {:>9}",
+        "\n{:<12} {:>10} {:>9} {:>9} {:>10} {:>8} | {:>7} {:>7} {:>11} {:>9}",
         "config",
         "req/s",
         "p50 µs",
@@ -253,7 +279,7 @@ fn print_report(subjects: &[Subject]) -> Result<(), String> {
     for subject in subjects {
         let summary = summarize(subject)?;
         println!(
-            "{:<10} {:>10.0} {:>9.1} {:>9.1} {:>10.2} {:>8.1} | {:>7.3} {:>7.3} {:>11.2} {:>9.1}",
+            "{:<12} {:>10.0} {:>9.1} {:>9.1} {:>10.2} {:>8.1} | {:>7.3} {:>7.3} {:>11.2} {:>9.1}",
             subject.label,
             summary.rps,
             summary.p50,
