@@ -99,12 +99,15 @@ impl WasiCtx {
         }
     }
 
-    /// Returns what the module wrote to stdout, or `None` if it wrote more than the cap.
+    /// Returns what the module wrote to stdout since the last call, or `None` if that was more
+    /// than the cap. Either way the buffer starts empty again, so an instance that serves many
+    /// calls gets the cap per call.
     pub fn take_stdout(&mut self) -> Option<Vec<u8>> {
-        if self.stdout_overflowed {
+        let stdout = std::mem::take(&mut self.stdout);
+        if std::mem::replace(&mut self.stdout_overflowed, false) {
             return None;
         }
-        Some(std::mem::take(&mut self.stdout))
+        Some(stdout)
     }
 
     /// Logs a partial last stderr line the module did not end with a newline.

@@ -327,6 +327,7 @@ mod tests {
             host: HostCtx::new(settings.clone(), None, Instant::now()),
             limits: StoreLimits::default(),
             abi: AbiState::new(Arc::new(plugin)),
+            memory: None,
         };
         let mut store = Store::new(engine(), data);
         let mut linker = Linker::new(engine());

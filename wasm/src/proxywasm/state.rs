@@ -38,6 +38,9 @@ pub(crate) struct VmData {
     pub(crate) host: HostCtx,
     pub(crate) limits: StoreLimits,
     pub(crate) abi: AbiState,
+    /// The instance's exported `memory`, looked up once after instantiation, because a
+    /// lookup by name on every host call costs more than the call itself.
+    pub(crate) memory: Option<Memory>,
 }
 
 /// One context the plugin was told about with `proxy_on_context_create`.
@@ -138,6 +141,9 @@ pub(crate) struct Guest;
 
 impl Guest {
     fn memory(caller: &mut Caller<'_, VmData>) -> Option<Memory> {
+        if let Some(memory) = caller.data().memory {
+            return Some(memory);
+        }
         match caller.get_export("memory") {
             Some(Extern::Memory(memory)) => Some(memory),
             _ => None,

@@ -3,6 +3,7 @@
 
 use std::panic::{self, AssertUnwindSafe};
 use std::ptr::NonNull;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,9 +20,6 @@ use crate::wasi::{ProcExit, WasiCtx};
 
 /// Maximum stdout bytes one callback may write. The plugin's stdout is logged after every
 /// callback, and a write past this fails with `EFBIG`.
-// NOTE: `WasiCtx` keeps its overflow flag, so after one overflow every later stdout write of
-// this VM fails too. The Rust SDK's `println!` then panics, which breaks the VM and makes
-// the filter start a new one.
 const MAX_STDOUT_PER_CALL: usize = 1 << 20;
 
 /// Error of one callback into the plugin. After any error but [`CallError::UnknownContext`]
@@ -119,7 +117,9 @@ impl Callbacks {
 /// worker's streams on it.
 pub struct ProxyWasmVm {
     store: Store<VmData>,
-    callbacks: Callbacks,
+    /// Shared so that a call can hold its callback while it borrows the VM mutably; cloning
+    /// a `TypedFunc` instead would copy its registered type on every call.
+    callbacks: Rc<Callbacks>,
     settings: Arc<FunctionSettings>,
     next_context_id: u32,
     broken: bool,
@@ -144,6 +144,7 @@ impl ProxyWasmVm {
                 .instances(1)
                 .build(),
             abi: AbiState::new(module.plugin.clone()),
+            memory: None,
         };
         let mut store = Store::new(engine(), data);
         store.limiter(|data| &mut data.limits);
@@ -162,10 +163,11 @@ impl ProxyWasmVm {
             .iter()
             .find_map(|name| instance.get_typed_func::<u32, u32>(&mut store, name).ok());
         store.data_mut().abi.allocator = allocator;
+        store.data_mut().memory = instance.get_memory(&mut store, "memory");
 
         let mut vm = Self {
             store,
-            callbacks,
+            callbacks: Rc::new(callbacks),
             settings,
             next_context_id: ROOT_CONTEXT_ID + 1,
             broken: false,
@@ -213,14 +215,16 @@ impl ProxyWasmVm {
             .abi
             .contexts
             .insert(ROOT_CONTEXT_ID, ContextState::default());
-        let create = self.callbacks.context_create.clone();
+        let callbacks = Rc::clone(&self.callbacks);
+        let create = &callbacks.context_create;
         self.call(ROOT_CONTEXT_ID, None, |store| {
             create.call(store, (ROOT_CONTEXT_ID, 0))
         })
         .map_err(callback_error("proxy_on_context_create"))?;
 
         let plugin = self.store.data().abi.plugin.clone();
-        if let Some(vm_start) = self.callbacks.vm_start.clone() {
+        let callbacks = Rc::clone(&self.callbacks);
+        if let Some(vm_start) = callbacks.vm_start.as_ref() {
             let size = len_u32(plugin.vm_configuration.len());
             let (started, _) = self
                 .call(ROOT_CONTEXT_ID, None, |store| {
@@ -232,7 +236,8 @@ impl ProxyWasmVm {
             }
         }
 
-        if let Some(configure) = self.callbacks.configure.clone() {
+        let callbacks = Rc::clone(&self.callbacks);
+        if let Some(configure) = callbacks.configure.as_ref() {
             let size = plugin.plugin_configuration.len();
             let (configured, _) = self
                 .call(ROOT_CONTEXT_ID, None, |store| {
@@ -299,6 +304,9 @@ impl ProxyWasmVm {
             );
             return;
         };
+        if stdout.is_empty() {
+            return;
+        }
         for line in String::from_utf8_lossy(&stdout).lines() {
             tracing::info!(revision = %self.settings.revision, "plugin stdout: {line}");
         }
@@ -327,7 +335,8 @@ impl ProxyWasmVm {
             .abi
             .contexts
             .insert(context_id, ContextState::default());
-        let create = self.callbacks.context_create.clone();
+        let callbacks = Rc::clone(&self.callbacks);
+        let create = &callbacks.context_create;
         self.call(context_id, None, |store| {
             create.call(store, (context_id, ROOT_CONTEXT_ID))
         })?;
@@ -338,7 +347,7 @@ impl ProxyWasmVm {
     /// (continue) when the plugin does not export it.
     fn stream_call(
         &mut self,
-        callback: Option<TypedFunc<(u32, u32, u32), u32>>,
+        callback: Option<&TypedFunc<(u32, u32, u32), u32>>,
         context_id: u32,
         host: &mut dyn HttpHost,
         size: usize,
@@ -354,7 +363,7 @@ impl ProxyWasmVm {
 
     fn trailers_call(
         &mut self,
-        callback: Option<TypedFunc<(u32, u32), u32>>,
+        callback: Option<&TypedFunc<(u32, u32), u32>>,
         context_id: u32,
         host: &mut dyn HttpHost,
         num_trailers: usize,
@@ -375,7 +384,8 @@ impl ProxyWasmVm {
         num_headers: usize,
         end_of_stream: bool,
     ) -> Result<Outcome<HeadersAction>, CallError> {
-        let callback = self.callbacks.request_headers.clone();
+        let callbacks = Rc::clone(&self.callbacks);
+        let callback = callbacks.request_headers.as_ref();
         let (result, effects) =
             self.stream_call(callback, context_id, host, num_headers, end_of_stream)?;
         let action = HeadersAction::from_result(result, effects.local_reply.is_some());
@@ -390,7 +400,8 @@ impl ProxyWasmVm {
         body_size: usize,
         end_of_stream: bool,
     ) -> Result<Outcome<DataAction>, CallError> {
-        let callback = self.callbacks.request_body.clone();
+        let callbacks = Rc::clone(&self.callbacks);
+        let callback = callbacks.request_body.as_ref();
         let (result, effects) =
             self.stream_call(callback, context_id, host, body_size, end_of_stream)?;
         let action = DataAction::from_result(result, effects.local_reply.is_some());
@@ -404,7 +415,8 @@ impl ProxyWasmVm {
         host: &mut dyn HttpHost,
         num_trailers: usize,
     ) -> Result<Outcome<TrailersAction>, CallError> {
-        let callback = self.callbacks.request_trailers.clone();
+        let callbacks = Rc::clone(&self.callbacks);
+        let callback = callbacks.request_trailers.as_ref();
         let (result, effects) = self.trailers_call(callback, context_id, host, num_trailers)?;
         let action = TrailersAction::from_result(result, effects.local_reply.is_some());
         Ok(effects.into_outcome(action))
@@ -418,7 +430,8 @@ impl ProxyWasmVm {
         num_headers: usize,
         end_of_stream: bool,
     ) -> Result<Outcome<HeadersAction>, CallError> {
-        let callback = self.callbacks.response_headers.clone();
+        let callbacks = Rc::clone(&self.callbacks);
+        let callback = callbacks.response_headers.as_ref();
         let (result, effects) =
             self.stream_call(callback, context_id, host, num_headers, end_of_stream)?;
         let action = HeadersAction::from_result(result, effects.local_reply.is_some());
@@ -433,7 +446,8 @@ impl ProxyWasmVm {
         body_size: usize,
         end_of_stream: bool,
     ) -> Result<Outcome<DataAction>, CallError> {
-        let callback = self.callbacks.response_body.clone();
+        let callbacks = Rc::clone(&self.callbacks);
+        let callback = callbacks.response_body.as_ref();
         let (result, effects) =
             self.stream_call(callback, context_id, host, body_size, end_of_stream)?;
         let action = DataAction::from_result(result, effects.local_reply.is_some());
@@ -447,7 +461,8 @@ impl ProxyWasmVm {
         host: &mut dyn HttpHost,
         num_trailers: usize,
     ) -> Result<Outcome<TrailersAction>, CallError> {
-        let callback = self.callbacks.response_trailers.clone();
+        let callbacks = Rc::clone(&self.callbacks);
+        let callback = callbacks.response_trailers.as_ref();
         let (result, effects) = self.trailers_call(callback, context_id, host, num_trailers)?;
         let action = TrailersAction::from_result(result, effects.local_reply.is_some());
         Ok(effects.into_outcome(action))
@@ -456,7 +471,8 @@ impl ProxyWasmVm {
     /// `proxy_on_log`: the plugin may read the stream's headers one last time.
     pub fn on_log(&mut self, context_id: u32, host: &mut dyn HttpHost) -> Result<(), CallError> {
         self.check_http_context(context_id)?;
-        let Some(log) = self.callbacks.log.clone() else {
+        let callbacks = Rc::clone(&self.callbacks);
+        let Some(log) = callbacks.log.as_ref() else {
             return Ok(());
         };
         self.call(context_id, Some(host), |store| log.call(store, context_id))?;
@@ -467,7 +483,8 @@ impl ProxyWasmVm {
     /// later, which this host records but does not wait for.
     pub fn on_done(&mut self, context_id: u32) -> Result<bool, CallError> {
         self.check_http_context(context_id)?;
-        let Some(done) = self.callbacks.done.clone() else {
+        let callbacks = Rc::clone(&self.callbacks);
+        let Some(done) = callbacks.done.as_ref() else {
             return Ok(true);
         };
         let (finished, _) = self.call(context_id, None, |store| done.call(store, context_id))?;
@@ -482,7 +499,8 @@ impl ProxyWasmVm {
     /// `proxy_on_delete`, after which the context id is unknown to the VM.
     pub fn on_delete(&mut self, context_id: u32) -> Result<(), CallError> {
         self.check_http_context(context_id)?;
-        let result = match self.callbacks.delete.clone() {
+        let callbacks = Rc::clone(&self.callbacks);
+        let result = match callbacks.delete.as_ref() {
             Some(delete) => self
                 .call(context_id, None, |store| delete.call(store, context_id))
                 .map(|_| ()),
@@ -508,7 +526,8 @@ impl ProxyWasmVm {
 
     /// `proxy_on_tick` on the root context.
     pub fn on_tick(&mut self) -> Result<(), CallError> {
-        let Some(tick) = self.callbacks.tick.clone() else {
+        let callbacks = Rc::clone(&self.callbacks);
+        let Some(tick) = callbacks.tick.as_ref() else {
             return Ok(());
         };
         self.call(ROOT_CONTEXT_ID, None, |store| {
