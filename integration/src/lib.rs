@@ -31,4 +31,4 @@ pub use envoy::{log_tail, Envoy, EnvoyBuilder, EnvoyError, FailedStart, Validate
 pub use file_server::{Fault, FileServer};
 pub use plugins::{send_paced, Exchange, FlaggedEnvoy, PacedRequest, PluginServers};
 pub use plugins::{PlainUpstream, PluginServersError, PLAIN_UPSTREAM_BODY, TEST_PLUGINS_FILE};
-pub use wasm::WasmRevision;
+pub use wasm::{wasm_module, WasmRevision};

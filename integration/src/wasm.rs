@@ -2,6 +2,17 @@
 
 use serde_json::{json, Value};
 
+use crate::tools;
+
+/// Returns the path of wasm test module `file` as text, panicking with the set-up hint when it
+/// is missing.
+pub fn wasm_module(file: &str) -> String {
+    let path = tools::wasm_path(file).unwrap_or_else(|error| panic!("{error}"));
+    path.to_str()
+        .expect("the repository path is UTF-8")
+        .to_owned()
+}
+
 /// A revision whose code is `spec.code.wasmSource`.
 #[derive(Debug, Clone)]
 pub struct WasmRevision {

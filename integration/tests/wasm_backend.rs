@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use edgefn_integration::tools;
+use edgefn_integration::wasm_module as wasm;
 use edgefn_integration::{
     free_port, log_tail, Client, EchoUpstream, Envoy, EnvoyBuilder, Protocol, Request, Revision,
     WasmRevision,
@@ -16,13 +17,6 @@ use edgefn_integration::{
 
 const PROTOCOLS: [Protocol; 2] = [Protocol::Http1, Protocol::Http2];
 const TAIL: usize = 40;
-
-fn wasm(file: &str) -> String {
-    let path = tools::wasm_path(file).unwrap_or_else(|error| panic!("{error}"));
-    path.to_str()
-        .expect("the repository path is UTF-8")
-        .to_owned()
-}
 
 fn builder(upstream: &EchoUpstream, revision: &WasmRevision) -> EnvoyBuilder {
     Envoy::builder("edgefn.yaml")

@@ -5,20 +5,13 @@
 //! Needs `libedgefn.so` and the wasm test modules (`scripts/setup.sh`); see
 //! `edgefn_integration::tools` for the locations.
 
-use edgefn_integration::tools;
+use edgefn_integration::wasm_module as wasm;
 use edgefn_integration::{
     log_tail, Client, EchoUpstream, Envoy, Protocol, Request, Response, WasmRevision,
 };
 
 const PROTOCOLS: [Protocol; 2] = [Protocol::Http1, Protocol::Http2];
 const TAIL: usize = 40;
-
-fn wasm(file: &str) -> String {
-    let path = tools::wasm_path(file).unwrap_or_else(|error| panic!("{error}"));
-    path.to_str()
-        .expect("the repository path is UTF-8")
-        .to_owned()
-}
 
 /// Envoy with the plugin on edgefn, and Envoy with the same plugin on its own wasm filter.
 struct Pair {
