@@ -199,3 +199,63 @@ async fn body_filter_matches_envoy_wasm() {
         assert!(body.contains("SOME REQUEST BODY"), "{protocol:?}: {body}");
     }
 }
+
+/// A proxy-wasm filter that loops forever on requests with `x-loop` and traps on requests
+/// with `x-trap`, and passes other requests on.
+const MISBEHAVING_FILTER: &str = r#"(module
+  (import "env" "proxy_get_header_map_value"
+    (func $get_header (param i32 i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 16) "x-loop")
+  (data (i32.const 32) "x-trap")
+  (func (export "proxy_abi_version_0_2_1"))
+  (func (export "proxy_on_memory_allocate") (param i32) (result i32) (i32.const 1024))
+  (func (export "proxy_on_context_create") (param i32 i32))
+  (func $has (param $name i32) (result i32)
+    (i32.eqz (call $get_header (i32.const 0) (local.get $name) (i32.const 6)
+                               (i32.const 64) (i32.const 68))))
+  (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+    (if (call $has (i32.const 16)) (then (loop $forever (br $forever))))
+    (if (call $has (i32.const 32)) (then unreachable))
+    (i32.const 0)))"#;
+
+#[tokio::test]
+async fn looping_and_trapping_filters_fail_one_request() {
+    let upstream = EchoUpstream::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let module = dir.path().join("misbehaving.wasm");
+    std::fs::write(&module, wat::parse_str(MISBEHAVING_FILTER).unwrap()).unwrap();
+    let revision = WasmRevision::new("misbehaving-filter", "filter", module.to_str().unwrap())
+        .timeout("300ms");
+    let envoy = Envoy::builder("edgefn.yaml")
+        .var("UPSTREAM_PORT", upstream.port())
+        .var("REVISION", revision.to_template_value())
+        .start()
+        .await
+        .unwrap_or_else(|error| panic!("{error}"));
+
+    for protocol in PROTOCOLS {
+        let client = Client::new(envoy.listen_addr(), protocol);
+        for (header, expected) in [("x-loop", 504), ("x-trap", 500)] {
+            let failed = client
+                .send(Request::get("/").header(header, "1"))
+                .await
+                .unwrap();
+            assert_eq!(failed.status, expected, "{protocol:?} {header}");
+
+            // The worker's VM was replaced, and the next request passes.
+            let fine = client.send(Request::get("/after")).await.unwrap();
+            assert_eq!(fine.status, 200, "{protocol:?} after {header}");
+            assert_eq!(fine.echoed().unwrap().path, "/after", "{protocol:?}");
+        }
+    }
+    let log = envoy.log_text();
+    let named = log
+        .lines()
+        .any(|line| line.contains("misbehaving-filter") && line.contains("timeout"));
+    assert!(
+        named,
+        "no timeout line naming the revision:\n{}",
+        log_tail(&log, TAIL)
+    );
+}
