@@ -46,7 +46,8 @@ run_step clippy-guests env CARGO_TARGET_DIR="$repo/target/wasm-guests" cargo cli
 run_step clippy-guest-crate env CARGO_TARGET_DIR="$repo/target/wasm-guests" cargo clippy \
   --manifest-path guest/Cargo.toml --all-targets --target wasm32-wasip1 -- -D warnings
 run_step test-guest-crate cargo test --manifest-path guest/Cargo.toml
-run_step build-filter cargo build --release -p edgefn-filter
-# Tests build in the release profile too, so every crate is compiled once for both steps.
+# libedgefn.so is built with every target of the workspace, so that cargo resolves the same
+# dependency features as the test build below and compiles wasmtime once, not twice.
+run_step build cargo build --release --workspace --all-targets
 run_step build-tests cargo test --release --workspace --no-run
 run_step test timeout --signal=KILL "$TEST_TIMEOUT" cargo test --release --workspace "$@"
