@@ -60,6 +60,7 @@ pub fn run(file: &Path, listen: Option<SocketAddr>, cache_dir: &Path) -> Result<
         None,
     )
     .map_err(|error| format!("revision {name:?}: {error}"))?;
+    edgefn_wasm::settings::check_module(&module, &settings, true)?;
     let function = BackendFunction::load(&module, settings).map_err(|error| error.to_string())?;
     let function = Arc::new(function);
 
@@ -84,11 +85,31 @@ async fn serve(function: Arc<BackendFunction>, listen: SocketAddr) -> Result<(),
     });
     let service = app.into_make_service_with_connect_info::<SocketAddr>();
     axum::serve(listener, service)
-        .with_graceful_shutdown(async {
-            let _interrupted = tokio::signal::ctrl_c().await;
-        })
+        .with_graceful_shutdown(shutdown_signal())
         .await
         .map_err(|error| format!("the server on {listen} failed: {error}"))
+}
+
+/// Resolves on SIGINT or SIGTERM, so requests in flight finish before the server exits.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+
+    let terminate = async {
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                terminate.recv().await;
+            }
+            Err(error) => {
+                tracing::warn!("cannot watch for SIGTERM: {error}");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
+    eprintln!("edgefn: stopping; requests in flight finish first");
 }
 
 async fn handle(

@@ -403,3 +403,9 @@ async fn run_command_serves_function() {
     assert!(body.lines().any(|l| l == "path=/via/cli"), "{body}");
     assert!(body.lines().any(|l| l == "greeting=cli"), "{body}");
 }
+
+#[tokio::test]
+async fn filter_module_in_backend_mode_is_rejected() {
+    let revision = WasmRevision::new("wasm-wrong-mode", "backend", wasm("pw_headers.wasm"));
+    assert_rejected(&revision, &["proxy-wasm filter", "set spec.mode to filter"]).await;
+}

@@ -43,7 +43,7 @@ pub enum FetchError {
     InvalidSha256 { value: String, reason: String },
 
     /// The file does not exist, or the server returned 404.
-    #[error("{location} was not found ({detail}); check the plugin's URL or path")]
+    #[error("{location} was not found ({detail}); check the URL or path of the plugin or module")]
     NotFound { location: String, detail: String },
 
     /// The server returned a status other than 2xx or 404.

@@ -168,7 +168,7 @@ async fn fetch_source(source: &Source, options: &FetchOptions) -> Result<Artifac
     }
 
     let (sha256, size) = temp.commit_blob(expected.as_deref(), &shown)?;
-    info!(url = %shown, sha256 = %sha256, size, "fetched plugin artifact");
+    info!(url = %shown, sha256 = %sha256, size, "fetched artifact");
     remember_url(&cache, &location, url, &sha256);
     Ok(artifact(&cache, source, sha256, size))
 }

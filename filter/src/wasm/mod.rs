@@ -177,6 +177,9 @@ pub fn load(
         source,
     })?;
 
+    let backend = revision.spec.mode() == Some(EdgeFunctionMode::Backend);
+    edgefn_wasm::settings::check_module(&module, &settings, backend)
+        .map_err(ConfigError::WasmLink)?;
     let kind = match revision.spec.mode() {
         Some(EdgeFunctionMode::Backend) => {
             let function = BackendFunction::load(&module, settings)
