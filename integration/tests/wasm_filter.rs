@@ -101,7 +101,12 @@ async fn header_filter_matches_envoy_wasm() {
 
     // The `edgefn` command beside libedgefn.so compiled the module into the cache.
     let compiled = std::fs::read_dir(pair.edgefn.cache_dir().join("compiled"))
-        .map(|entries| entries.filter_map(Result::ok).count())
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter(|entry| entry.path().extension().is_some_and(|ext| ext == "cwasm"))
+                .count()
+        })
         .unwrap_or(0);
     assert_eq!(compiled, 1, "no compiled module in the cache");
 

@@ -16,6 +16,9 @@ use crate::wasi::{self, ProcExit, WasiCtx};
 
 /// Maximum stdout a function may write, in bytes.
 pub const MAX_OUTPUT: usize = 16 << 20;
+/// Maximum elements of one wasm table; host memory for tables is not covered by the memory
+/// cap. Toolchains need a few thousand for indirect calls.
+pub const MAX_TABLE_ELEMENTS: usize = 1 << 20;
 /// Maximum request body passed on stdin, in bytes.
 pub const MAX_REQUEST_BODY: usize = 16 << 20;
 
@@ -157,8 +160,21 @@ impl BackendFunction {
     /// Runs the function for `request` on the calling thread, which it blocks for up to the
     /// revision's timeout.
     pub fn run(&self, request: &CgiRequest) -> Result<CgiResponse, RunError> {
+        self.run_until(request, Instant::now() + self.settings.timeout)
+    }
+
+    /// Runs the function like [`BackendFunction::run`], but stops it at `deadline`, for a
+    /// request that already waited for a thread.
+    pub fn run_until(
+        &self,
+        request: &CgiRequest,
+        deadline: Instant,
+    ) -> Result<CgiResponse, RunError> {
         let timeout = self.settings.timeout;
-        let deadline = Instant::now() + timeout;
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        if remaining.is_zero() {
+            return Err(RunError::TimedOut(timeout));
+        }
         let env = cgi_environment(&self.settings, request);
         let state = BackendState {
             wasi: WasiCtx::new(
@@ -171,18 +187,21 @@ impl BackendFunction {
             host: HostCtx::new(Arc::clone(&self.settings), self.kv.clone(), deadline),
             limits: StoreLimitsBuilder::new()
                 .memory_size(self.settings.max_memory)
+                .table_elements(MAX_TABLE_ELEMENTS)
                 .instances(1)
                 .build(),
         };
         let mut store = Store::new(engine(), state);
         store.limiter(|state| &mut state.limits);
-        store.set_epoch_deadline(deadline_ticks(timeout));
+        store.set_epoch_deadline(deadline_ticks(remaining));
         store.epoch_deadline_trap();
 
-        let outcome = self
+        let instance = self
             .pre
             .instantiate(&mut store)
-            .and_then(|instance| instance.get_typed_func::<(), ()>(&mut store, "_start"))
+            .map_err(|error| RunError::Instantiate(format!("{error:#}")))?;
+        let outcome = instance
+            .get_typed_func::<(), ()>(&mut store, "_start")
             .and_then(|start| start.call(&mut store, ()));
         store.data_mut().wasi.flush_stderr();
         if let Err(error) = outcome {
@@ -322,6 +341,11 @@ pub fn parse_output(output: &[u8]) -> Result<CgiResponse, RunError> {
             .ok_or_else(|| RunError::BadOutput(format!("header line {line:?} has no ':'")))?;
         let name = name.trim();
         let value = value.trim();
+        if value.bytes().any(|b| matches!(b, b'\r' | b'\0')) {
+            return Err(RunError::BadOutput(format!(
+                "the value of header {name:?} contains CR or NUL"
+            )));
+        }
         let valid_name = !name.is_empty()
             && name
                 .bytes()
@@ -342,10 +366,16 @@ pub fn parse_output(output: &[u8]) -> Result<CgiResponse, RunError> {
 
     let has_location = headers.iter().any(|(name, _)| name == "location");
     let status = status.unwrap_or(if has_location { 302 } else { 200 });
+    // A 204 or 304 response has no body in HTTP, so bytes after the headers are dropped.
+    let body = if matches!(status, 204 | 304) {
+        Vec::new()
+    } else {
+        body.to_vec()
+    };
     Ok(CgiResponse {
         status,
         headers,
-        body: body.to_vec(),
+        body,
     })
 }
 

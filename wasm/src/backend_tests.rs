@@ -290,3 +290,84 @@ fn compiled_file_is_loaded_from_cache() {
     assert!(module.get_export("_start").is_some());
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn output_rejects_injected_bytes() {
+    let carriage_return = parse_output(b"X-A: a\rX-Injected: yes\n\nbody").unwrap_err();
+    assert!(
+        matches!(carriage_return, RunError::BadOutput(_)),
+        "{carriage_return:?}"
+    );
+    let nul = parse_output(b"X-A: a\0b\n\nbody").unwrap_err();
+    assert!(matches!(nul, RunError::BadOutput(_)), "{nul:?}");
+}
+
+#[test]
+fn no_content_drops_body() {
+    let response = parse_output(b"Status: 204\n\nHTTP/1.1 200 OK\r\n\r\nforged").unwrap();
+    assert_eq!(response.status, 204);
+    assert!(response.body.is_empty());
+    let not_modified = parse_output(b"Status: 304\n\nbody").unwrap();
+    assert!(not_modified.body.is_empty());
+}
+
+#[test]
+fn random_get_rejects_huge_length_without_allocating() {
+    // random_get(0, 0x7fffffff) must fail on the bounds check, before any host allocation.
+    let imports = r#"(import "wasi_snapshot_preview1" "random_get"
+        (func $random (param i32 i32) (result i32)))"#;
+    let body = r#"
+        (i32.store8 (i32.const 300) (i32.const 10))
+        (i32.store8 (i32.const 301) (call $random (i32.const 0) (i32.const 0x7fffffff)))
+        (call $print (i32.const 300) (i32.const 2))"#;
+    let module = command(imports, "", body);
+    let response = run(&module, settings(Duration::from_secs(5))).unwrap();
+    assert_eq!(response.body, [21], "expected EFAULT");
+}
+
+#[test]
+fn table_growth_is_capped() {
+    // Grows a table by far more than the cap; table.grow returns -1, printed as "F".
+    let text = r#"(module
+      (import "wasi_snapshot_preview1" "fd_write"
+        (func $fd_write (param i32 i32 i32 i32) (result i32)))
+      (memory (export "memory") 1)
+      (table 1 funcref)
+      (func (export "_start")
+        (i32.store8 (i32.const 300) (i32.const 10))
+        (i32.store8 (i32.const 301)
+          (select (i32.const 70) (i32.const 83)
+            (i32.eq (table.grow (ref.null func) (i32.const 150000000)) (i32.const -1))))
+        (i32.store (i32.const 0) (i32.const 300))
+        (i32.store (i32.const 4) (i32.const 2))
+        (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))"#;
+    let module = Module::new(engine(), wat::parse_str(text).unwrap()).unwrap();
+    let response = run(&module, settings(Duration::from_secs(5))).unwrap();
+    assert_eq!(response.body, b"F");
+}
+
+#[test]
+fn corrupted_cache_entry_is_compiled_again() {
+    let dir = std::env::temp_dir().join(format!("edgefn-corrupt-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let source = dir.join("module.wasm");
+    let text = r#"(module (memory (export "memory") 1) (func (export "_start")))"#;
+    std::fs::write(&source, wat::parse_str(text).unwrap()).unwrap();
+    let sha256 = "1".repeat(64);
+    let cached = dir.join(format!("{sha256}-wasmtime-48.0.10.cwasm"));
+    crate::engine::compile_to_file(&source, &cached).unwrap();
+    let good = std::fs::read(&cached).unwrap();
+
+    let mut corrupted = good.clone();
+    let middle = corrupted.len() / 2;
+    corrupted[middle] ^= 0xff;
+    std::fs::write(&cached, &corrupted).unwrap();
+    let module = crate::engine::compile(&source, &sha256, Some(&dir), None).unwrap();
+    assert!(module.get_export("_start").is_some());
+    assert_eq!(
+        std::fs::read(&cached).unwrap(),
+        good,
+        "the entry was not written again"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

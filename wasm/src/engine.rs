@@ -179,6 +179,17 @@ fn read_wasm(path: &Path) -> Result<Vec<u8>, CompileError> {
 
 /// Runs `<compiler> compile --output <output> <path>`; returns whether it succeeded in time.
 fn compile_in_child(compiler: &Path, path: &Path, output: &Path) -> bool {
+    // The child's stderr goes to a file, not a pipe, so a child that writes much cannot block
+    // on a full pipe while this side waits for it to exit.
+    let stderr_path = output.with_extension(format!("stderr{}", std::process::id()));
+    let stderr_file = output
+        .parent()
+        .map_or(Ok(()), fs::create_dir_all)
+        .and_then(|()| fs::File::create(&stderr_path));
+    let stderr = match stderr_file {
+        Ok(file) => Stdio::from(file),
+        Err(_) => Stdio::null(),
+    };
     let spawned = Command::new(compiler)
         .arg("compile")
         .arg("--output")
@@ -186,8 +197,18 @@ fn compile_in_child(compiler: &Path, path: &Path, output: &Path) -> bool {
         .arg(path)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
+        .stderr(stderr)
         .spawn();
+    let succeeded = wait_for_compiler(compiler, spawned, &stderr_path);
+    let _ = fs::remove_file(&stderr_path);
+    succeeded
+}
+
+fn wait_for_compiler(
+    compiler: &Path,
+    spawned: std::io::Result<std::process::Child>,
+    stderr_path: &Path,
+) -> bool {
     let mut child = match spawned {
         Ok(child) => child,
         Err(error) => {
@@ -202,8 +223,8 @@ fn compile_in_child(compiler: &Path, path: &Path, output: &Path) -> bool {
             Ok(Some(status)) if status.success() => return true,
             Ok(Some(status)) => {
                 let mut message = String::new();
-                if let Some(mut stderr) = child.stderr.take() {
-                    let _ = stderr.read_to_string(&mut message);
+                if let Ok(file) = fs::File::open(stderr_path) {
+                    let _ = file.take(4096).read_to_string(&mut message);
                 }
                 tracing::warn!(compiler = %compiler.display(), %status, "compiling in this process: the compiler failed: {}", message.trim());
                 return false;
@@ -221,15 +242,21 @@ fn compile_in_child(compiler: &Path, path: &Path, output: &Path) -> bool {
     }
 }
 
+/// Loads a cache entry, after checking its bytes against the SHA-256 that `store_compiled`
+/// wrote beside it. The entry is read into memory, not mapped, so a file changed or truncated
+/// on disk later cannot reach the loaded code.
 fn load_compiled(path: &Path) -> Option<Module> {
-    if !path.is_file() {
+    let bytes = fs::read(path).ok()?;
+    let expected = fs::read_to_string(digest_path(path)).ok();
+    if expected.as_deref().map(str::trim) != Some(hex_sha256(&bytes).as_str()) {
+        tracing::warn!(path = %path.display(), "compiling again: cached code does not match its digest");
         return None;
     }
-    // SAFETY: the file is in edgefn's cache directory, which the loader requires to be owned
-    // by this user and writable by no one else, and it was written by `store_compiled` from
-    // a module compiled with this engine's settings. wasmtime checks the version and settings it was built
-    // with and returns an error, not undefined behaviour, when they differ.
-    match unsafe { Module::deserialize_file(engine(), path) } {
+    // SAFETY: the bytes match the digest recorded when `store_compiled` wrote them, from a
+    // module compiled with this engine's settings, in edgefn's cache directory, which the
+    // loader requires to be owned by this user and writable by no one else. wasmtime checks
+    // the version and settings they were built with and returns an error when they differ.
+    match unsafe { Module::deserialize(engine(), &bytes) } {
         Ok(module) => Some(module),
         Err(error) => {
             tracing::warn!(path = %path.display(), "compiling again: cached code rejected: {error}");
@@ -238,19 +265,35 @@ fn load_compiled(path: &Path) -> Option<Module> {
     }
 }
 
+/// Writes a cache entry and, beside it, the SHA-256 of its bytes.
 fn store_compiled(bytes: &[u8], path: &Path) {
-    let write = || -> std::io::Result<()> {
-        if let Some(dir) = path.parent() {
+    let write_atomically = |target: &Path, contents: &[u8]| -> std::io::Result<()> {
+        if let Some(dir) = target.parent() {
             fs::create_dir_all(dir)?;
         }
-        let temporary = path.with_extension(format!("tmp{}", std::process::id()));
+        let temporary = target.with_extension(format!("tmp{}", std::process::id()));
         let mut file = fs::File::create(&temporary)?;
-        file.write_all(bytes)?;
+        file.write_all(contents)?;
         file.sync_all()?;
-        fs::rename(&temporary, path)
+        fs::rename(&temporary, target)
     };
-    let result = write();
+    let result = write_atomically(path, bytes)
+        .and_then(|()| write_atomically(&digest_path(path), hex_sha256(bytes).as_bytes()));
     if let Err(error) = result {
         tracing::warn!(path = %path.display(), "cannot cache compiled wasm code: {error}");
     }
+}
+
+fn digest_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".sha256");
+    PathBuf::from(name)
+}
+
+fn hex_sha256(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(bytes)
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
 }

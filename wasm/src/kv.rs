@@ -8,8 +8,11 @@ use std::sync::{Arc, Mutex, OnceLock};
 pub const MAX_KEY: usize = 1024;
 /// Maximum value length, in bytes.
 pub const MAX_VALUE: usize = 1 << 20;
-/// Maximum bytes of keys and values one revision stores in all.
+/// Maximum bytes one revision stores in all: keys, values and [`ENTRY_OVERHEAD`] per entry.
 pub const MAX_TOTAL: usize = 64 << 20;
+/// Bytes counted for each entry besides its key and value, about what the map spends on it,
+/// so that many tiny entries cannot exceed the total by much.
+pub const ENTRY_OVERHEAD: usize = 64;
 
 /// Why a `put` was not stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,8 +57,8 @@ impl KvScope {
         let replaced = namespace
             .entries
             .get(key)
-            .map_or(0, |old| key.len() + old.len());
-        let total = namespace.bytes - replaced + key.len() + value.len();
+            .map_or(0, |old| key.len() + old.len() + ENTRY_OVERHEAD);
+        let total = namespace.bytes - replaced + key.len() + value.len() + ENTRY_OVERHEAD;
         if total > MAX_TOTAL {
             return Err(PutError::TooLarge);
         }
@@ -69,7 +72,7 @@ impl KvScope {
         let mut namespace = lock(&self.store);
         match namespace.entries.remove(key) {
             Some(old) => {
-                namespace.bytes -= key.len() + old.len();
+                namespace.bytes -= key.len() + old.len() + ENTRY_OVERHEAD;
                 true
             }
             None => false,
@@ -141,6 +144,20 @@ mod tests {
             kv.put(b"k", &vec![0; MAX_VALUE + 1]),
             Err(PutError::TooLarge)
         );
+    }
+
+    #[test]
+    fn tiny_entries_count_their_overhead() {
+        let kv = KvScope::open("kv-test-overhead");
+        let mut stored = 0usize;
+        while kv.put(format!("{stored:08}").as_bytes(), b"").is_ok() {
+            stored += 1;
+            assert!(
+                stored <= MAX_TOTAL / ENTRY_OVERHEAD,
+                "the total limit never applied"
+            );
+        }
+        assert_eq!(stored, MAX_TOTAL / (8 + ENTRY_OVERHEAD));
     }
 
     #[test]

@@ -94,6 +94,7 @@ impl WasiCtx {
             stderr: StderrLog {
                 revision: revision.to_owned(),
                 pending: Vec::new(),
+                logged: 0,
             },
             started: Instant::now(),
         }
@@ -134,11 +135,16 @@ impl WasiCtx {
     }
 }
 
-/// stderr of one instance, logged a line at a time.
+/// stderr of one instance, logged a line at a time, at most [`MAX_STDERR_LINES`] lines per
+/// instance so that a module cannot flood Envoy's log.
 struct StderrLog {
     revision: String,
     pending: Vec<u8>,
+    logged: usize,
 }
+
+/// Most stderr lines logged for one instance; later lines are dropped, and one line says so.
+const MAX_STDERR_LINES: usize = 100;
 
 /// Longest stderr line logged; longer lines are logged in pieces of this size.
 const MAX_STDERR_LINE: usize = 4096;
@@ -159,8 +165,16 @@ impl StderrLog {
         if self.pending.is_empty() {
             return;
         }
-        let line = String::from_utf8_lossy(&self.pending);
-        tracing::info!(revision = %self.revision, "function stderr: {}", line.escape_debug());
+        self.logged += 1;
+        if self.logged < MAX_STDERR_LINES {
+            let line = String::from_utf8_lossy(&self.pending);
+            tracing::info!(revision = %self.revision, "function stderr: {}", line.escape_debug());
+        } else if self.logged == MAX_STDERR_LINES {
+            tracing::warn!(
+                revision = %self.revision,
+                "function stderr: more than {MAX_STDERR_LINES} lines; the rest is dropped"
+            );
+        }
         self.pending.clear();
     }
 }
@@ -414,18 +428,19 @@ fn add_clocks_and_misc<T: 'static>(
         MODULE,
         "random_get",
         |mut caller: Caller<'_, T>, buf_ptr: i32, len: i32| -> i32 {
-            let Ok(size) = usize::try_from(len) else {
-                return EINVAL;
+            // Fill the guest's buffer in place, after checking it lies in its memory, so a
+            // huge length costs no host memory.
+            let Some(memory) = memory::exported(&mut caller) else {
+                return EFAULT;
             };
-            let mut bytes = vec![0u8; size];
-            if getrandom::fill(&mut bytes).is_err() {
+            let data = memory.data_mut(&mut caller);
+            let Some(range) = memory::range(data, buf_ptr, len) else {
+                return EFAULT;
+            };
+            if getrandom::fill(&mut data[range]).is_err() {
                 return EINVAL;
             }
-            if memory::write(&mut caller, buf_ptr, &bytes) {
-                SUCCESS
-            } else {
-                EFAULT
-            }
+            SUCCESS
         },
     )?;
     linker.func_wrap(MODULE, "sched_yield", || -> i32 { SUCCESS })?;

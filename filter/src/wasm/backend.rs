@@ -5,6 +5,7 @@
 use std::cell::RefCell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
 
 use edgefn_wasm::backend::MAX_REQUEST_BODY;
 use edgefn_wasm::{CgiRequest, CgiResponse, RunError};
@@ -36,6 +37,8 @@ struct Job {
     result: Option<Result<CgiResponse, RunError>>,
     /// A reply was sent; later hooks do nothing.
     replied: bool,
+    /// Envoy destroyed the stream, so a function not started yet is skipped.
+    destroyed: bool,
 }
 
 impl BackendStream {
@@ -143,6 +146,7 @@ impl BackendStream {
     /// dropped because the scheduler is gone.
     pub fn destroy(self) {
         let mut job = self.lock();
+        job.destroyed = true;
         if let Some(scheduler) = job.scheduler.take() {
             // SAFETY: created by `new_scheduler` for this stream and deleted once, under the
             // lock that the function thread's commit takes.
@@ -188,9 +192,18 @@ impl BackendStream {
 
         let revision = Arc::clone(&self.revision);
         let job = Arc::clone(&self.job);
-        pool::spawn(move || {
+        let queued_at = Instant::now();
+        let spawned = pool::spawn(move || {
+            let destroyed = job.lock().map_or(true, |job| job.destroyed);
+            if destroyed {
+                tracing::debug!(revision = %revision.name, "client left; function not run");
+                return;
+            }
             let result = catch_unwind(AssertUnwindSafe(|| match &revision.kind {
-                WasmKind::Backend(function) => function.run(&request),
+                WasmKind::Backend(function) => {
+                    let deadline = queued_at + function.settings().timeout;
+                    function.run_until(&request, deadline)
+                }
                 WasmKind::Filter(_) => Err(RunError::Instantiate(
                     "the revision is a proxy-wasm filter, not a backend function".to_owned(),
                 )),
@@ -209,6 +222,19 @@ impl BackendStream {
                 unsafe { envoy::commit_scheduler(scheduler.0, 0) };
             }
         });
+        if spawned.is_err() {
+            tracing::warn!(
+                revision = %self.revision.name,
+                "every wasm function thread is busy and {} requests wait; replying 503",
+                pool::MAX_QUEUED
+            );
+            self.reply(
+                503,
+                &[],
+                b"edgefn: too many requests wait for a function thread\n",
+                "edgefn_wasm_busy",
+            );
+        }
     }
 
     /// Builds the CGI request from Envoy's request headers and stream attributes.

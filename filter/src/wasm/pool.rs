@@ -1,6 +1,7 @@
 //! The threads backend functions run on, so that a function never blocks an Envoy worker.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -9,16 +10,38 @@ pub const THREADS_ENV: &str = "EDGEFN_WASM_THREADS";
 
 type Job = Box<dyn FnOnce() + Send>;
 
-/// Runs `job` on a function thread. Jobs queue when every thread is busy.
-pub fn spawn(job: impl FnOnce() + Send + 'static) {
+/// Jobs waiting for a function thread, over all revisions; past this, requests get 503.
+pub const MAX_QUEUED: usize = 1024;
+
+/// Jobs queued and not yet started.
+static QUEUED: AtomicUsize = AtomicUsize::new(0);
+
+/// Error for a job that was not queued.
+#[derive(Debug)]
+pub struct QueueFull;
+
+/// Runs `job` on a function thread. Jobs queue when every thread is busy, up to
+/// [`MAX_QUEUED`].
+pub fn spawn(job: impl FnOnce() + Send + 'static) -> Result<(), QueueFull> {
     static QUEUE: OnceLock<Mutex<Sender<Job>>> = OnceLock::new();
+    if QUEUED.fetch_add(1, Ordering::AcqRel) >= MAX_QUEUED {
+        QUEUED.fetch_sub(1, Ordering::AcqRel);
+        return Err(QueueFull);
+    }
     let queue = QUEUE.get_or_init(|| Mutex::new(start_threads(thread_count())));
     let sender = queue
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
-    if sender.send(Box::new(job)).is_err() {
+    let job = Box::new(move || {
+        QUEUED.fetch_sub(1, Ordering::AcqRel);
+        job();
+    });
+    if sender.send(job).is_err() {
+        QUEUED.fetch_sub(1, Ordering::AcqRel);
         tracing::error!("every wasm function thread has exited; the request is dropped");
+        return Err(QueueFull);
     }
+    Ok(())
 }
 
 /// Returns `$EDGEFN_WASM_THREADS`, or twice the CPU count with at least 4.

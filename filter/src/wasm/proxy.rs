@@ -17,6 +17,7 @@ use super::WasmRevision;
 use crate::abi::trailers_status;
 use crate::abi::{attribute_id, body_status, body_type, header_type, headers_status};
 use crate::envoy::EnvoyStream;
+use crate::shared::has_line_break;
 
 /// `StopAllIterationAndBuffer` and `StopAllIterationAndWatermark` of the header hooks.
 const STOP_ALL_AND_BUFFER: u32 = 3;
@@ -248,17 +249,30 @@ impl FilterStream {
         }
         let (headers, body) = self.filter_reply(headers, reply.body.clone());
 
+        // Unlike Envoy's wasm filter, edgefn sends no header with CR, LF or NUL in its name
+        // or value, and no status outside 200 to 599, as it does for Go plugins.
         let headers: Vec<(&[u8], &[u8])> = headers
             .iter()
             .filter(|(name, _)| !name.starts_with(b":"))
+            .filter(|(name, value)| !has_line_break(name) && !has_line_break(value))
             .map(|(name, value)| (name.as_slice(), value.as_slice()))
             .collect();
+        let status = if (200..=599).contains(&reply.status) {
+            reply.status
+        } else {
+            tracing::warn!(
+                revision = %self.revision.name,
+                status = reply.status,
+                "proxy-wasm local reply status is outside 200-599; sending 500"
+            );
+            500
+        };
         let details = if reply.details.is_empty() {
             "edgefn_wasm_local_reply"
         } else {
             reply.details.as_str()
         };
-        self.reply_once(reply.status, &headers, &body, details);
+        self.reply_once(status, &headers, &body, details);
     }
 
     /// Runs the plugin's response header and body callbacks on a local reply before it is

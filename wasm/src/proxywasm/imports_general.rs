@@ -94,6 +94,9 @@ fn log_plugin_message(revision: &str, context_id: u32, level: i32, message: &[u8
     }
 }
 
+/// Most bytes of paths and values one context stores with `proxy_set_property`.
+const MAX_PROPERTY_BYTES: usize = 1 << 20;
+
 /// Returns the properties the host provides itself: the plugin's name, root id and VM id.
 fn plugin_property(caller: &Caller<'_, VmData>, path: &[&str]) -> Option<Vec<u8>> {
     let plugin = &caller.data().abi.plugin;
@@ -169,6 +172,15 @@ fn add_properties(linker: &mut Linker<VmData>) -> Result<()> {
             }
             match abi.effective() {
                 Some(context) => {
+                    let stored: usize = context
+                        .properties
+                        .iter()
+                        .filter(|(key, _)| **key != path)
+                        .map(|(key, old)| key.len() + old.len())
+                        .sum();
+                    if stored + path.len() + value.len() > MAX_PROPERTY_BYTES {
+                        return Status::BadArgument.code();
+                    }
                     context.properties.insert(path, value);
                     Status::Ok.code()
                 }

@@ -12,6 +12,8 @@ pub(crate) const MAX_SHARED_DATA_BYTES: usize = 64 << 20;
 
 /// Maximum metric names one VM id defines.
 pub(crate) const MAX_METRIC_NAMES: usize = 10_000;
+/// Longest metric name a plugin may define, in bytes.
+const MAX_METRIC_NAME_BYTES: usize = 1024;
 
 /// Error of [`SharedDataScope::set`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -150,7 +152,7 @@ impl MetricScope {
         if let Some(cell) = metrics.get(name) {
             return Some(cell.clone());
         }
-        if metrics.len() >= MAX_METRIC_NAMES {
+        if metrics.len() >= MAX_METRIC_NAMES || name.len() > MAX_METRIC_NAME_BYTES {
             return None;
         }
         let cell = Arc::new(MetricCell::default());

@@ -141,6 +141,7 @@ impl ProxyWasmVm {
             host: HostCtx::new(settings.clone(), module.kv.clone(), Instant::now()),
             limits: StoreLimitsBuilder::new()
                 .memory_size(settings.max_memory)
+                .table_elements(crate::backend::MAX_TABLE_ELEMENTS)
                 .instances(1)
                 .build(),
             abi: AbiState::new(module.plugin.clone()),
