@@ -111,9 +111,11 @@ impl WasiCtx {
         Some(stdout)
     }
 
-    /// Logs a partial last stderr line the module did not end with a newline.
+    /// Logs a partial last stderr line the module did not end with a newline, and starts a new
+    /// budget of stderr lines; callers flush once per call into the module.
     pub fn flush_stderr(&mut self) {
         self.stderr.flush();
+        self.stderr.logged = 0;
     }
 
     fn write(&mut self, fd: i32, bytes: &[u8]) -> Result<(), i32> {
@@ -136,14 +138,14 @@ impl WasiCtx {
 }
 
 /// stderr of one instance, logged a line at a time, at most [`MAX_STDERR_LINES`] lines per
-/// instance so that a module cannot flood Envoy's log.
+/// call into the module so that a module cannot flood Envoy's log.
 struct StderrLog {
     revision: String,
     pending: Vec<u8>,
     logged: usize,
 }
 
-/// Most stderr lines logged for one instance; later lines are dropped, and one line says so.
+/// Most stderr lines logged for one call; later lines are dropped, and one line says so.
 const MAX_STDERR_LINES: usize = 100;
 
 /// Longest stderr line logged; longer lines are logged in pieces of this size.
