@@ -25,7 +25,7 @@ pub mod code {
     pub const DENIED: i32 = -6;
 }
 
-/// Maximum responses a function holds open at once.
+/// Maximum responses a function keeps open at once.
 pub const MAX_OPEN_RESPONSES: usize = 16;
 
 /// Functions linked when the `kv` capability is on.
@@ -64,7 +64,7 @@ impl HostCtx {
     }
 }
 
-/// Which `edgefn` functions to link.
+/// The `edgefn` function groups to link.
 #[derive(Debug, Clone, Copy)]
 pub struct Capabilities {
     pub kv: bool,

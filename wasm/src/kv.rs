@@ -14,7 +14,7 @@ pub const MAX_TOTAL: usize = 64 << 20;
 /// so that many tiny entries cannot exceed the total by much.
 pub const ENTRY_OVERHEAD: usize = 64;
 
-/// Why a `put` was not stored.
+/// Error of a `put` that was not stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PutError {
     /// The key, the value or the namespace's total would be over its limit.

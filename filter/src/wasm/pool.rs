@@ -1,4 +1,5 @@
-//! The threads backend functions run on, so that a function never blocks an Envoy worker.
+//! The threads backend functions run on, so that a running function does not block an Envoy
+//! worker.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};

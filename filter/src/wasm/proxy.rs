@@ -55,15 +55,15 @@ fn worker_vm(revision: &Arc<WasmRevision>, module: &ProxyWasmModule) -> Result<S
 pub struct FilterStream {
     envoy: EnvoyStream,
     revision: Arc<WasmRevision>,
-    /// The VM and the stream's HTTP context in it; `None` when the VM could not start, and
-    /// the stream then fails with a 500 at its first hook.
+    /// The VM and the stream's HTTP context in it. It is `None` when the VM could not start,
+    /// and the stream then fails with a 500 at its first hook.
     context: Option<(SharedVm, u32)>,
     /// A reply was sent, by the plugin or for a failure; later hooks pass everything on.
     done: Cell<bool>,
     /// The response phase has begun, so response headers exist.
     response_started: Cell<bool>,
     /// The plugin kept the body of that direction with `StopIterationAndBuffer`, so Envoy's
-    /// buffered body holds the earlier chunks.
+    /// buffered body contains the earlier chunks.
     buffering: [Cell<bool>; 2],
 }
 
