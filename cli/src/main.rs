@@ -55,7 +55,7 @@ enum Command {
         /// The .wasm module.
         #[arg(value_name = "MODULE.wasm")]
         module: PathBuf,
-        /// Where to write the compiled code.
+        /// Output file for the compiled code.
         #[arg(long, value_name = "FILE")]
         output: PathBuf,
     },

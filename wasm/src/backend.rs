@@ -1,4 +1,4 @@
-//! Functions in `backend` mode: a WASI command that answers one request over CGI. The request
+//! Functions in `backend` mode: a WASI command that handles one request over CGI. The request
 //! arrives in CGI environment variables and on stdin; the response leaves on stdout as CGI
 //! header lines, an empty line and the body. `docs/wasm.md` documents the contract.
 
@@ -46,7 +46,7 @@ pub enum LoadError {
     Link { revision: String, message: String },
 }
 
-/// A request as a backend function sees it.
+/// A request as a backend function receives it.
 #[derive(Debug, Clone, Default)]
 pub struct CgiRequest {
     pub method: String,
@@ -71,7 +71,8 @@ pub struct CgiResponse {
     pub body: Vec<u8>,
 }
 
-/// Why a call produced no response. [`RunError::status`] is the status the client gets.
+/// Error of a call that produced no response. [`RunError::status`] is the status the client
+/// gets.
 #[derive(Debug, Error)]
 pub enum RunError {
     #[error("the function ran longer than spec.runtime.timeout ({0:?}) and was stopped")]

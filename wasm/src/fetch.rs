@@ -27,7 +27,7 @@ pub struct FetchResponse {
     pub body: Vec<u8>,
 }
 
-/// Why a fetch failed; each maps to one host API error code.
+/// Error of a fetch; each variant maps to one host API error code.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FetchError {
     /// The method, URL or a header is malformed.

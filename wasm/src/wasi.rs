@@ -45,7 +45,7 @@ const IMPLEMENTED: &[&str] = &[
 /// WASI filetype of stdin, stdout and stderr.
 const FILETYPE_CHARACTER_DEVICE: u8 = 2;
 
-/// What `proc_exit` ends a call with; its exit code.
+/// The error `proc_exit` ends a call with, carrying the exit code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ProcExit(pub i32);
 
@@ -145,10 +145,11 @@ struct StderrLog {
     logged: usize,
 }
 
-/// Most stderr lines logged for one call; later lines are dropped, and one line says so.
+/// Maximum stderr lines logged for one call; later lines are dropped, and one warning line
+/// reports it.
 const MAX_STDERR_LINES: usize = 100;
 
-/// Longest stderr line logged; longer lines are logged in pieces of this size.
+/// Maximum length of a logged stderr line; longer lines are logged in pieces of this size.
 const MAX_STDERR_LINE: usize = 4096;
 
 impl StderrLog {
