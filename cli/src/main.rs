@@ -71,6 +71,9 @@ enum Command {
         /// Cache directory for fetched and compiled modules; the same default as `pull`.
         #[arg(long, value_name = "DIR")]
         cache_dir: Option<PathBuf>,
+        /// Requests run at once; more get 503.
+        #[arg(long, value_name = "N", default_value_t = 64)]
+        max_concurrent: usize,
     },
 }
 
@@ -140,7 +143,13 @@ fn main() -> ExitCode {
             file,
             listen,
             cache_dir,
-        } => run::run(&file, listen, &cache_dir.unwrap_or_else(default_cache_dir)),
+            max_concurrent,
+        } => run::run(
+            &file,
+            listen,
+            &cache_dir.unwrap_or_else(default_cache_dir),
+            max_concurrent,
+        ),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

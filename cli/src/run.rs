@@ -13,13 +13,19 @@ use edgefn_loader::{fetch_blocking, FetchOptions, Source};
 use edgefn_proto::EdgeFunctionMode;
 use edgefn_wasm::backend::MAX_REQUEST_BODY;
 use edgefn_wasm::{BackendFunction, CgiRequest, CgiResponse, FunctionSettings};
+use tokio::sync::Semaphore;
 
 /// Port a backend revision listens on when `spec.runtime.port` is not set.
 const DEFAULT_PORT: u16 = 8080;
 
 /// Loads the backend revision in `file` and serves it on `listen`, or on 127.0.0.1 at
 /// `spec.runtime.port`, until the process is stopped.
-pub fn run(file: &Path, listen: Option<SocketAddr>, cache_dir: &Path) -> Result<(), String> {
+pub fn run(
+    file: &Path,
+    listen: Option<SocketAddr>,
+    cache_dir: &Path,
+    max_concurrent: usize,
+) -> Result<(), String> {
     let text = std::fs::read_to_string(file)
         .map_err(|error| format!("cannot read {}: {error}", file.display()))?;
     let revision = edgefn_proto::parse_revision(&text)
@@ -70,18 +76,28 @@ pub fn run(file: &Path, listen: Option<SocketAddr>, cache_dir: &Path) -> Result<
         .enable_all()
         .build()
         .map_err(|error| format!("cannot start the runtime: {error}"))?;
-    runtime.block_on(serve(function, listen))
+    runtime.block_on(serve(function, listen, max_concurrent))
 }
 
-async fn serve(function: Arc<BackendFunction>, listen: SocketAddr) -> Result<(), String> {
+async fn serve(
+    function: Arc<BackendFunction>,
+    listen: SocketAddr,
+    max_concurrent: usize,
+) -> Result<(), String> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|error| format!("cannot listen on {listen}: {error}"))?;
     let revision = function.settings().revision.clone();
     eprintln!("edgefn: serving revision {revision:?} on http://{listen}");
 
+    let slots = Arc::new(Semaphore::new(max_concurrent.max(1)));
     let app = axum::Router::new().fallback(move |connect_info, request| {
-        handle(Arc::clone(&function), connect_info, request)
+        handle(
+            Arc::clone(&function),
+            Arc::clone(&slots),
+            connect_info,
+            request,
+        )
     });
     let service = app.into_make_service_with_connect_info::<SocketAddr>();
     axum::serve(listener, service)
@@ -114,9 +130,18 @@ async fn shutdown_signal() {
 
 async fn handle(
     function: Arc<BackendFunction>,
+    slots: Arc<Semaphore>,
     ConnectInfo(client): ConnectInfo<SocketAddr>,
     request: Request,
 ) -> Response {
+    // Each running function holds a thread and up to its memory cap, so requests beyond
+    // --max-concurrent get 503 instead of queueing without bound.
+    let Ok(_slot) = slots.try_acquire_owned() else {
+        return plain(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "edgefn: too many requests are running\n",
+        );
+    };
     let (parts, body) = request.into_parts();
     let body = match axum::body::to_bytes(body, MAX_REQUEST_BODY).await {
         Ok(body) => body,

@@ -368,11 +368,16 @@ impl Drop for KillOnDrop {
     }
 }
 
-#[tokio::test]
-async fn run_command_serves_function() {
+/// A running `edgefn run` with its scratch directory; the process is killed on drop.
+struct RunCommand {
+    addr: SocketAddr,
+    _child: KillOnDrop,
+    _dir: tempfile::TempDir,
+}
+
+/// Starts `edgefn run` for `revision` with `extra` arguments, on a free port.
+fn start_run_command(mut revision: WasmRevision, extra: &[&str]) -> RunCommand {
     let port = free_port().unwrap();
-    let mut revision =
-        WasmRevision::new("cli-run-echo", "backend", wasm("echo.wasm")).env("GREETING", "cli");
     revision.port = Some(port);
     let (dir, file) = scratch_file("revision.json", revision.to_template_value().as_bytes());
     let cli = tools::cli_binary().unwrap_or_else(|error| panic!("{error}"));
@@ -381,27 +386,66 @@ async fn run_command_serves_function() {
         .arg(&file)
         .arg("--cache-dir")
         .arg(dir.path().join("cache"))
+        .args(extra)
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let _child = KillOnDrop(child);
+    RunCommand {
+        addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        _child: KillOnDrop(child),
+        _dir: dir,
+    }
+}
 
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let mut response = None;
+/// Sends `request` until the server accepts a connection, for at most 10 s.
+async fn send_when_listening(addr: SocketAddr, request: Request) -> edgefn_integration::Response {
     for _attempt in 0..100 {
-        match Client::http1(addr).send(Request::get("/via/cli?x=1")).await {
-            Ok(answer) => {
-                response = Some(answer);
-                break;
-            }
+        match Client::http1(addr).send(request.clone()).await {
+            Ok(answer) => return answer,
             Err(_) => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
         }
     }
-    let response = response.expect("edgefn run did not accept a connection within 10 s");
+    panic!("edgefn run did not accept a connection within 10 s");
+}
+
+#[tokio::test]
+async fn run_command_serves_function() {
+    let revision =
+        WasmRevision::new("cli-run-echo", "backend", wasm("echo.wasm")).env("GREETING", "cli");
+    let server = start_run_command(revision, &[]);
+
+    let response = send_when_listening(server.addr, Request::get("/via/cli?x=1")).await;
     assert_eq!(response.status, 200);
     let body = response.body_text();
     assert!(body.lines().any(|l| l == "path=/via/cli"), "{body}");
     assert!(body.lines().any(|l| l == "greeting=cli"), "{body}");
+}
+
+#[tokio::test]
+async fn run_command_limits_concurrent_requests() {
+    let revision = WasmRevision::new("cli-run-spin", "backend", wasm("spin.wasm")).timeout("3s");
+    let server = start_run_command(revision, &["--max-concurrent", "1"]);
+
+    // Wait until it listens, without sending a request.
+    let addr = server.addr;
+    let mut listening = false;
+    for _attempt in 0..200 {
+        if tokio::net::TcpStream::connect(addr).await.is_ok() {
+            listening = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(listening, "edgefn run did not listen within 10 s");
+
+    // The first request holds the only slot while the function loops until its timeout.
+    let first = tokio::spawn(async move { Client::http1(addr).send(Request::get("/a")).await });
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let second = Client::http1(addr).send(Request::get("/b")).await.unwrap();
+    assert_eq!(second.status, 503);
+
+    let first = first.await.unwrap().unwrap();
+    assert_eq!(first.status, 504);
 }
 
 #[tokio::test]
