@@ -2,7 +2,7 @@
 //!
 //! - [`engine`]: the process-wide wasmtime engine, its epoch ticker, and compiling modules
 //!   (with compiled code cached beside the artifact).
-//! - [`backend`]: functions in `backend` mode, which answer a request over CGI on WASI.
+//! - [`backend`]: functions in `backend` mode, which handle a request over CGI on WASI.
 //! - [`proxywasm`]: filters in `filter` mode, written for the proxy-wasm ABI 0.2.1.
 //! - [`wasi`], [`host`], [`kv`], [`fetch`]: what modules import: a WASIp1 subset, and the
 //!   `edgefn` module with env, the key-value store and outbound HTTP.

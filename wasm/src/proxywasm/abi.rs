@@ -40,7 +40,7 @@ pub enum HeaderMapKind {
     ResponseTrailers,
 }
 
-/// What a `proxy_map_type_t` value from the guest refers to.
+/// The meaning of a `proxy_map_type_t` value from the guest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum MapType {
     Http(HeaderMapKind),
@@ -70,7 +70,7 @@ pub enum BodyKind {
     Response,
 }
 
-/// What a `proxy_buffer_type_t` value from the guest refers to.
+/// The meaning of a `proxy_buffer_type_t` value from the guest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum BufferType {
     Body(BodyKind),

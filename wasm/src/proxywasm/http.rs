@@ -86,7 +86,7 @@ pub struct LocalReply {
     pub grpc_status: Option<i32>,
 }
 
-/// What one callback returns to the filter.
+/// The result of one callback, as the filter acts on it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outcome<A> {
     /// The plugin's action, already forced to a stop when it sent a local reply.

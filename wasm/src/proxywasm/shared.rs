@@ -12,7 +12,7 @@ pub(crate) const MAX_SHARED_DATA_BYTES: usize = 64 << 20;
 
 /// Maximum metric names one VM id defines.
 pub(crate) const MAX_METRIC_NAMES: usize = 10_000;
-/// Longest metric name a plugin may define, in bytes.
+/// Maximum length of a metric name a plugin may define, in bytes.
 const MAX_METRIC_NAME_BYTES: usize = 1024;
 
 /// Error of [`SharedDataScope::set`].

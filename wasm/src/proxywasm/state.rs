@@ -18,7 +18,7 @@ use crate::wasi::WasiCtx;
 /// The id of the root (plugin) context, which every VM creates first.
 pub const ROOT_CONTEXT_ID: u32 = 1;
 
-/// What every VM of one revision shares.
+/// The state every VM of one revision shares.
 pub(crate) struct PluginInfo {
     /// The revision name: the VM id and the plugin name.
     pub(crate) revision: String,
@@ -43,7 +43,7 @@ pub(crate) struct VmData {
     pub(crate) memory: Option<Memory>,
 }
 
-/// One context the plugin was told about with `proxy_on_context_create`.
+/// One context the plugin created in `proxy_on_context_create`.
 #[derive(Default)]
 pub(crate) struct ContextState {
     /// Properties the plugin set with `proxy_set_property`, by serialized path.
